@@ -1,0 +1,55 @@
+# Two commands on a fresh machine: `make reconcile` and `make test`. Both set up .venv themselves.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+DEMO   ?= demo
+DATE   ?= 2026-11-26
+ROWS   ?= 100000
+SEED   ?= 1
+PYTEST_ARGS ?=
+
+.PHONY: setup test test-fast lint reconcile demo bench clean browser
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[test]"
+	touch $(STAMP)
+
+# Debian's Chromium, for the real-browser report test (root on these machines; sudo elsewhere).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium for the browser test"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+test: setup browser
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow and not integration" $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check billing jobs tests benchmarks
+
+$(DEMO)/raw:
+	$(BIN)/billing demo --out $(DEMO) --date $(DATE) --rows $(ROWS) --seed $(SEED)
+
+demo: setup $(DEMO)/raw
+
+# Succeeds whenever the run completes: exit 0 (no flagged drift) or 3 (drift flagged; the demo plants drift).
+reconcile: setup $(DEMO)/raw
+	@$(BIN)/billing reconcile --date $(DATE) --raw $(DEMO)/raw --stream $(DEMO)/stream --out $(DEMO)/out; \
+	rc=$$?; if [ $$rc -ne 0 ] && [ $$rc -ne 3 ]; then exit $$rc; fi; \
+	echo "outputs: $(DEMO)/out/dt=$(DATE)/$$(cat $(DEMO)/out/dt=$(DATE)/_current.json | $(BIN)/python -c 'import json,sys; print(json.load(sys.stdin)["dir"])')"; \
+	echo "report:  $(DEMO)/out/dt=$(DATE)/$$(cat $(DEMO)/out/dt=$(DATE)/_current.json | $(BIN)/python -c 'import json,sys; print(json.load(sys.stdin)["dir"])')/report.html"
+
+bench: setup
+	$(BIN)/python -m pip install -q -e ".[test,bench]"
+	$(BIN)/python -m benchmarks.run
+
+clean:
+	rm -rf $(DEMO) .pytest_cache .ruff_cache

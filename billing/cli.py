@@ -1,0 +1,372 @@
+"""The ``billing`` command line. Errors map to exit codes here and nowhere else.
+
+Every option can also come from a ``BILLING_<OPTION>`` environment variable or from
+a TOML file given with ``--config`` (keys as the option names, top level or under
+``[billing]``). Precedence: command line > environment > file > default.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import io
+import json
+import logging
+import os
+import sys
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from billing.config import ReconcileConfig, parse_bytes, parse_date, parse_duration
+from billing.errors import BillingError, UsageError
+
+log = logging.getLogger("billing")
+
+EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_DRIFT = 0, 1, 2, 3
+
+
+class BillingGroup(click.Group):
+    """Maps :class:`BillingError` to its exit code with a one-line reason on stderr."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BillingError as e:
+            if ctx.meta.get("billing.debug"):
+                raise
+            click.echo(f"billing: error: {e}", err=True)
+            ctx.exit(e.exit_code)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except BrokenPipeError:
+            # The reader of our stdout went away (``billing show | head``): behave like SIGPIPE.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            ctx.exit(141)
+        except Exception as e:
+            if ctx.meta.get("billing.debug"):
+                raise
+            log.exception("unexpected failure")
+            click.echo(f"billing: unexpected failure: {type(e).__name__}: {e}", err=True)
+            ctx.exit(EXIT_FAILURE)
+
+
+def _load_config_file(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    if not value:
+        return value
+    try:
+        with open(value, "rb") as f:
+            data = tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise click.BadParameter(f"cannot read {value}: {e}") from e
+    data = data.get("billing", data)
+    ctx.default_map = {**(ctx.default_map or {}), **{k.replace("-", "_"): v for k, v in data.items()}}
+    return value
+
+
+def _opt(*decls: str, **kw: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    name = decls[0].lstrip("-").replace("-", "_").upper()
+    kw.setdefault("envvar", f"BILLING_{name}")
+    kw.setdefault("show_envvar", True)
+    return click.option(*decls, **kw)
+
+
+def _stack(*options: Callable[[Callable[..., Any]], Callable[..., Any]]) -> Callable[..., Any]:
+    def deco(f: Callable[..., Any]) -> Callable[..., Any]:
+        for o in reversed(options):
+            f = o(f)
+        return f
+    return deco
+
+
+config_option = click.option("--config", "config_file", type=click.Path(dir_okay=False), envvar="BILLING_CONFIG",
+                             is_eager=True, expose_value=False, callback=_load_config_file,
+                             help="TOML file with option values (keys as option names).")
+day_options = _stack(
+    _opt("--date", required=True, help="The UTC day D, YYYY-MM-DD."),
+    _opt("--out", required=True, help="Output root: a local path or s3://bucket/prefix."),
+    _opt("--s3-endpoint", default=None, help="S3-compatible endpoint URL (default: AWS_ENDPOINT_URL)."),
+)
+input_options = _stack(
+    _opt("--raw", required=True, help="Raw click log root (RAW/dt=D/hour=HH/*.parquet)."),
+    _opt("--stream", required=True, help="Stream aggregates root (STREAM/dt=D/*.parquet)."),
+)
+semantics_options = _stack(
+    _opt("--lateness", default="2h", show_default=True, help="How far into D+1 (by arrival) clicks of D are read."),
+    _opt("--max-id-skew", default="5m", show_default=True,
+         help="Largest |event_time - time in click_id|; 'off' disables the check."),
+    _opt("--tolerance-abs", default=0, type=int, show_default=True,
+         help="Drift up to this many clicks is not flagged."),
+    _opt("--tolerance-rel", default=0.0, type=float, show_default=True,
+         help="Drift up to this fraction of the batch clicks is not flagged."),
+    _opt("--stream-allowed-lateness", default="10m", show_default=True,
+         help="The stream job's watermark lateness, to explain drift."),
+    _opt("--snowflake-epoch-ms", default=1288834974657, type=int, show_default=True,
+         help="Epoch of the Snowflake click ids, ms since 1970."),
+    _opt("--allow-empty", is_flag=True, default=False, help="Publish an empty day when there is no raw partition."),
+    _opt("--stream-optional", is_flag=True, default=False,
+         help="Reconcile against nothing when the stream partition is missing."),
+)
+engine_options = _stack(
+    _opt("--memory-limit", default=None, help="DuckDB memory limit, e.g. 4GB (default: half the RAM)."),
+    _opt("--threads", default=0, type=int, help="DuckDB threads (0: one per core)."),
+    _opt("--slices", default=0, type=int, help="Click-id slices (0: chosen from the row count and memory)."),
+    _opt("--workers", default=1, type=int, show_default=True, help="Processes running slices at once."),
+)
+
+
+def build_config(**kw: Any) -> ReconcileConfig:
+    """The typed config from option values (strings parsed here, so errors are one line, exit 2)."""
+    extra: dict[str, Any] = {}
+    if kw.get("memory_limit"):
+        extra["memory_limit"] = parse_bytes(kw["memory_limit"])
+    for k in ("slices", "workers", "threads"):
+        if kw.get(k) is not None and int(kw[k]) < 0:
+            raise UsageError(f"--{k} must be >= 0")
+    if kw.get("tolerance_abs", 0) < 0 or kw.get("tolerance_rel", 0) < 0:
+        raise UsageError("tolerances must be >= 0")
+    return ReconcileConfig(
+        date=parse_date(kw["date"]),
+        raw=kw.get("raw") or "",
+        stream=kw.get("stream") or "",
+        out=kw["out"],
+        lateness=parse_duration(kw.get("lateness", "2h")),  # type: ignore[arg-type]
+        max_id_skew=parse_duration(kw.get("max_id_skew", "5m"), allow_off=True),
+        tolerance_abs=int(kw.get("tolerance_abs", 0)),
+        tolerance_rel=float(kw.get("tolerance_rel", 0.0)),
+        stream_allowed_lateness=parse_duration(kw.get("stream_allowed_lateness", "10m")),  # type: ignore[arg-type]
+        snowflake_epoch_ms=int(kw.get("snowflake_epoch_ms", 1288834974657)),
+        allow_empty=bool(kw.get("allow_empty", False)),
+        stream_optional=bool(kw.get("stream_optional", False)),
+        slices=int(kw.get("slices") or 0),
+        workers=max(1, int(kw.get("workers") or 1)),
+        threads=int(kw.get("threads") or 0),
+        s3_endpoint=kw.get("s3_endpoint"),
+        **extra,
+    )
+
+
+@click.group(cls=BillingGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--debug", is_flag=True, help="Re-raise errors with their traceback.")
+@click.option("-q", "--quiet", is_flag=True, help="Log warnings and errors only.")
+@click.version_option(package_name="billing")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool, quiet: bool) -> None:
+    """Nightly ad-click reconciliation: exhaustive dedup, authoritative totals, drift against the stream.
+
+    Exit codes: 0 no flagged drift, 3 flagged drift (outputs written),
+    2 bad usage or bad input (nothing published), 1 unexpected failure.
+    """
+    ctx.meta["billing.debug"] = debug
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s billing %(levelname)s %(message)s", "%H:%M:%S"))
+    root = logging.getLogger("billing")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING if quiet else logging.INFO)
+    root.propagate = False
+
+
+@cli.command()
+@config_option
+@day_options
+@input_options
+@semantics_options
+@engine_options
+@click.option("--json", "as_json", is_flag=True, help="Print summary.json instead of the text summary.")
+def reconcile(as_json: bool, **kw: Any) -> None:
+    """Reconcile day D: read the raw log, dedup, total, diff against the stream, publish a version.
+
+    \b
+    Example:
+      billing reconcile --date 2026-11-26 --raw s3://lake/clicks --stream s3://lake/agg --out ./out
+    """
+    from billing.pipeline import reconcile as run
+
+    cfg = build_config(**kw)
+    result = run(cfg)
+    _print_summary(result.summary, result.commit.url, unchanged=result.commit.unchanged,
+                   version=result.commit.version, as_json=as_json)
+    click.get_current_context().exit(result.exit_code)
+
+
+def _money(micros: int | None) -> str:
+    from billing.money import money
+
+    return money(micros)
+
+
+def _print_summary(s: dict[str, Any], url: str, *, unchanged: bool, version: int, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(s, indent=2))
+        return
+    led, st, dr = s["ledger"], s["stream"], s["drift"]
+    state = "unchanged, still" if unchanged else "published as"
+    click.echo(f"{s['date']}: {s['status']} (exit {s['exit_code']}), {state} version {version}: {url}")
+    reasons = ", ".join(f"{k} {v:,}" for k, v in led["invalid_by_reason"].items()) or "none"
+    click.echo(f"  rows read {led['rows_read']:,} = invalid {led['rows_invalid']:,} ({reasons}) "
+               f"+ valid {led['rows_valid']:,}")
+    click.echo(f"  valid {led['rows_valid']:,} - duplicates {led['duplicates_removed']:,} = "
+               f"billable {led['billable_clicks']:,} + out of day {led['clicks_out_of_day']:,}; "
+               f"conflicting ids {led['conflicting_click_ids']:,}")
+    click.echo(f"  billable spend {_money(led['billable_spend_micros'])}; stream clicks {st['clicks']:,} "
+               f"({st['duplicate_keys']:,} duplicated sink keys, {st['rows_out_of_day']:,} rows of other days)")
+    click.echo(f"  drift: {dr['keys']:,} keys, {dr['flagged']:,} flagged, net {dr['net_delta_clicks']:+,} clicks, "
+               f"abs {dr['abs_delta_clicks']:,}; money at risk net {_money(dr['money']['net_at_risk_micros'])}")
+    for cause, c in dr["by_cause"].items():
+        click.echo(f"    {cause:<30} {c['keys']:>7,} keys {c['clicks']:>9,} clicks")
+
+
+def _day(kw: dict[str, Any]) -> Any:
+    from billing.publish import Day
+    from billing.storage import open_store
+
+    return Day(open_store(kw["out"], endpoint=kw.get("s3_endpoint")), parse_date(kw["date"]))
+
+
+@cli.command()
+@config_option
+@day_options
+@click.option("--version", "version", type=int, default=None, help="A version other than the current one.")
+def show(version: int | None, **kw: Any) -> None:
+    """Print the summary.json of the day's current (or given) version.
+
+    \b
+    Example:
+      billing show --date 2026-11-26 --out ./out
+    """
+    day = _day(kw)
+    v = version or day.require_current()
+    click.echo(json.dumps(day.read_json(v, "summary.json"), indent=2))
+
+
+@cli.command()
+@config_option
+@day_options
+def report(**kw: Any) -> None:
+    """Re-render report.html and the CSV exports of the current version from its stored outputs.
+
+    \b
+    Example:
+      billing report --date 2026-11-26 --out ./out
+    """
+    from billing.report import rerender
+
+    path = rerender(_day(kw))
+    click.echo(path)
+
+
+@cli.command()
+@config_option
+@day_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def history(as_json: bool, **kw: Any) -> None:
+    """List the day's committed versions, newest first.
+
+    \b
+    Example:
+      billing history --date 2026-11-26 --out ./out
+    """
+    day = _day(kw)
+    rows = []
+    current = day.current_version()
+    for m in day.history():
+        led = m["counts"]["ledger"]
+        rows.append({"version": m["version"], "current": m["version"] == current, "created_at": m["created_at"],
+                     "run_id": m["run_id"], "billable_clicks": led["billable_clicks"],
+                     "billable_spend_micros": led["billable_spend_micros"],
+                     "restated_ads": None if m.get("restatement") is None else len(m["restatement"]),
+                     "previous_version": m.get("previous_version")})
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        raise UsageError(f"no committed version for {kw['date']} under {kw['out']}")
+    click.echo(f"{'version':>7}  {'created_at':<25} {'billable_clicks':>15} {'billable_spend':>18} "
+               f"{'restated_ads':>12}  run_id")
+    for r in rows:
+        mark = "*" if r["current"] else " "
+        click.echo(f"{r['version']:>6}{mark}  {r['created_at']:<25} {r['billable_clicks']:>15,} "
+                   f"{_money(r['billable_spend_micros']):>18} "
+                   f"{'-' if r['restated_ads'] is None else r['restated_ads']:>12}  {r['run_id']}")
+
+
+@cli.command("diff-versions")
+@config_option
+@day_options
+@click.option("--from", "from_v", type=int, required=True, help="The earlier version.")
+@click.option("--to", "to_v", type=int, default=None, help="The later version (default: current).")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write the table as CSV to this file ('-' for stdout only).")
+def diff_versions(from_v: int, to_v: int | None, csv_path: str | None, **kw: Any) -> None:
+    """What changed per ad between two versions: the billing adjustment.
+
+    \b
+    Example:
+      billing diff-versions --date 2026-11-26 --out ./out --from 1 --to 2 --csv adjust.csv
+    """
+    from billing.pipeline import restatement
+
+    day = _day(kw)
+    to_v = to_v or day.require_current()
+    rows = restatement(day.read_table(from_v, "totals.parquet"), day.read_table(to_v, "totals.parquet")) or []
+    header = ["ad_id", "clicks_before", "clicks_after", "clicks_delta",
+              "spend_micros_before", "spend_micros_after", "spend_micros_delta"]
+    table = [{**r, "clicks_delta": r["clicks_after"] - r["clicks_before"],
+              "spend_micros_delta": (r["spend_micros_after"] or 0) - (r["spend_micros_before"] or 0)}
+             for r in rows]
+    if csv_path == "-":
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=header, lineterminator="\n")
+        w.writeheader()
+        w.writerows({k: r[k] for k in header} for r in table)
+        click.echo(buf.getvalue(), nl=False)
+        return
+    click.echo(f"{kw['date']}: version {from_v} -> {to_v}: {len(table)} ad(s) changed")
+    click.echo(f"{'ad_id':>10} {'clicks':>21} {'delta':>8} {'spend':>33} {'delta':>14}")
+    for r in table:
+        click.echo(f"{r['ad_id']:>10} {r['clicks_before']:>10,}->{r['clicks_after']:<10,} {r['clicks_delta']:>+8,} "
+                   f"{_money(r['spend_micros_before']):>16}->{_money(r['spend_micros_after']):<16} "
+                   f"{_money(r['spend_micros_delta']):>14}")
+    if csv_path:
+        with open(csv_path, "w", newline="", encoding="utf-8") as f:
+            w = csv.DictWriter(f, fieldnames=header)
+            w.writeheader()
+            w.writerows({k: r[k] for k in header} for r in table)
+        log.info("wrote %s", csv_path)
+
+
+@cli.command()
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for the demo lake.")
+@click.option("--date", required=True, help="The day D to plant, YYYY-MM-DD.")
+@click.option("--rows", default=100_000, show_default=True, type=int, help="About how many raw rows.")
+@click.option("--seed", default=1, show_default=True, type=int, help="Random seed: same seed, same lake.")
+@click.option("--layout", type=click.Choice(["hour", "day"]), default="hour", show_default=True,
+              help="Arrival partitions dt=/hour= or dt= only.")
+def demo(out_dir: str, date: str, rows: int, seed: int, layout: str) -> None:
+    """Write a demo lake (raw + stream) with planted faults, and the truth it planted.
+
+    \b
+    Example:
+      billing demo --out ./demo --date 2026-11-26 --rows 100000 --seed 1
+    """
+    from billing.demo import generate
+
+    d = parse_date(date)
+    if rows < 1000:
+        raise UsageError("--rows must be at least 1000")
+    truth = generate(Path(out_dir), d, rows=rows, seed=seed, layout=layout)
+    click.echo(f"demo lake for {d}: {Path(out_dir) / 'raw'} ({truth.ledger['rows_read']:,} rows in the horizon), "
+               f"{Path(out_dir) / 'stream'}, truth in {Path(out_dir) / 'truth'}")
+
+
+def main() -> None:
+    cli(prog_name="billing")
+
+
+@functools.cache
+def commands() -> list[str]:
+    return sorted(cli.commands)

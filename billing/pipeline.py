@@ -1,0 +1,268 @@
+"""The nightly reconciliation, stage after stage: read → validate → dedup → totals → diff → publish."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import socket
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+import billing
+from billing import engine, faults, read, report, schemas, slices
+from billing.config import ReconcileConfig
+from billing.diff import diff, drift_summary
+from billing.errors import BadInputError, UsageError
+from billing.publish import Commit, Day, new_run_id, write_json, write_parquet
+from billing.storage import FileInfo, Store, contains, open_store
+
+log = logging.getLogger(__name__)
+
+FACTS_SCHEMA = pa.schema([
+    ("ad_id", pa.int64()), ("window_start", schemas.TS), ("clicks", pa.int64()),
+    ("spend_micros", pa.int64()), ("duplicate_copies", pa.int64()), ("late_clicks", pa.int64()),
+])
+
+#: Data files whose hashes decide whether a re-run changed the day.
+CONTENT_FILES = ("totals.parquet", "drift.parquet", "quarantine.parquet", "conflicts.parquet", "summary.json")
+
+
+@dataclass
+class RunResult:
+    summary: dict[str, Any]
+    commit: Commit
+    exit_code: int
+
+
+@dataclass
+class Inputs:
+    raw: Store
+    stream: Store
+    out: Store
+    sources: list[read.SourceFile]
+    stream_files: list[FileInfo]
+    rows_beyond_horizon: int
+
+
+def open_inputs(cfg: ReconcileConfig) -> Inputs:
+    raw = open_store(cfg.raw, endpoint=cfg.s3_endpoint)
+    stream = open_store(cfg.stream, endpoint=cfg.s3_endpoint)
+    out = open_store(cfg.out, endpoint=cfg.s3_endpoint)
+    if contains(raw, out):
+        raise UsageError(f"--out {out.uri} lies inside --raw {raw.uri}: outputs would become inputs")
+    raw.check_readable()
+    stream.check_readable()
+    horizon = read.Horizon(cfg.date, cfg.lateness)
+    files = read.discover_raw(raw, horizon)
+    if not any(f.info.path.startswith(f"dt={cfg.date.isoformat()}/") for f in files) and not cfg.allow_empty:
+        raise BadInputError(f"no raw partition dt={cfg.date} under {raw.uri} "
+                            f"(use --allow-empty to publish an empty day)")
+    sources = read.inspect_raw(raw, files)
+    stream_files = read.discover_stream(stream, cfg.date)
+    if not stream_files and not cfg.stream_optional:
+        raise BadInputError(f"no stream partition dt={cfg.date} under {stream.uri} "
+                            f"(use --stream-optional to reconcile against nothing)")
+    return Inputs(raw, stream, out, sources, stream_files, read.rows_beyond_horizon(raw, sources))
+
+
+def _run_slice_job(args: tuple[ReconcileConfig, list[read.SourceFile], read.ClickRange, str]) -> str:
+    cfg, sources, rng, folder = args
+    store = open_store(cfg.raw, endpoint=cfg.s3_endpoint)
+    slices.run_slice(cfg, store, sources, rng, temp_dir=folder).save(Path(folder))
+    return folder
+
+
+def dedup_day(cfg: ReconcileConfig, inputs: Inputs, work: Path) -> slices.SlicePartial:
+    total_rows = sum(s.num_rows for s in inputs.sources)
+    n = cfg.slices or slices.auto_slice_count(total_rows, cfg.memory_limit)
+    ranges = slices.plan_ranges(inputs.sources, n)
+    log.info("reading %d raw files, %d rows, in %d slice(s)", len(inputs.sources), total_rows, len(ranges))
+    if not inputs.sources:
+        return slices.SlicePartial(FACTS_SCHEMA.empty_table(), slices.Ledger(),
+                                   pa.table({"file_id": pa.array([], pa.int32()),
+                                             "row_no": pa.array([], pa.int64()),
+                                             "reason": pa.array([], pa.string())}),
+                                   pa.schema([]).empty_table())
+    if cfg.workers > 1 and len(ranges) > 1:
+        jobs = [(cfg, inputs.sources, rng, str(work / f"slice-{i:04d}")) for i, rng in enumerate(ranges)]
+        with ProcessPoolExecutor(max_workers=cfg.workers) as pool:
+            folders = list(pool.map(_run_slice_job, jobs))
+        partials = [slices.SlicePartial.load(Path(f)) for f in folders]
+    else:
+        partials = [slices.run_slice(cfg, inputs.raw, inputs.sources, rng, temp_dir=str(work)) for rng in ranges]
+    return slices.merge(partials)
+
+
+def reconcile(cfg: ReconcileConfig) -> RunResult:
+    started = time.monotonic()
+    run_id = new_run_id()
+    inputs = open_inputs(cfg)
+    day = Day(inputs.out, cfg.date)
+    with day.lock(run_id), tempfile.TemporaryDirectory(prefix="billing-") as tmp:
+        work = Path(tmp)
+        merged = dedup_day(cfg, inputs, work)
+        stream_table = read.read_stream(inputs.stream, inputs.stream_files)
+        has_cost = any("cost_micros" in s.columns for s in inputs.sources)
+        stream_has_spend = any(_has_column(inputs.stream, f, "spend_micros") for f in inputs.stream_files)
+        con = engine.connect(memory_limit=cfg.memory_limit, threads=cfg.threads, temp_dir=str(work))
+        try:
+            facts = merged.window_facts if merged.window_facts.num_rows else FACTS_SCHEMA.empty_table()
+            result = diff(con, cfg, facts.cast(FACTS_SCHEMA), stream_table,
+                          has_cost=has_cost, stream_has_spend=stream_has_spend)
+        finally:
+            con.close()
+        faults.point("after_diff")
+        staged, summary = build_outputs(cfg, inputs, merged, result, work / "out")
+        previous = _previous_totals(day)
+        manifest = build_manifest(cfg, inputs, summary, run_id, started, result.totals, previous)
+        commit = day.publish(staged, manifest, compare=CONTENT_FILES)
+    log.info("%s %s in %.1fs: %s", "unchanged" if commit.unchanged else "published", commit.url,
+             time.monotonic() - started, summary["status"])
+    return RunResult(summary, commit, summary["exit_code"])
+
+
+def _has_column(store: Store, f: FileInfo, name: str) -> bool:
+    import pyarrow.parquet as pq
+
+    with store.open_input(f.path) as fh:
+        return name in pq.ParquetFile(fh).schema_arrow.names
+
+
+def verdict(drift: dict[str, Any]) -> tuple[str, int]:
+    if drift["flagged"]:
+        return "drift_flagged", 3
+    if drift["abs_delta_clicks"] or any(k != "match" for k in drift["by_status"]):
+        return "drift_within_tolerance", 0
+    return "billable", 0
+
+
+def build_outputs(cfg: ReconcileConfig, inputs: Inputs, merged: slices.SlicePartial, result: Any,
+                  folder: Path) -> tuple[dict[str, Path], dict[str, Any]]:
+    """Stage every output file locally, checked against its contract; return paths and summary."""
+    folder.mkdir(parents=True, exist_ok=True)
+    totals = result.totals.cast(schemas.arrow_schema(schemas.Totals))
+    drift_full = result.drift
+    drift_cols = schemas.arrow_schema(schemas.Drift)
+    drift = drift_full.select(drift_cols.names).cast(drift_cols)
+    quarantine = _quarantine(inputs, merged)
+    conflicts = _conflicts(inputs, merged.conflicts)
+    schemas.check_output(schemas.Totals, totals, "totals.parquet")
+    schemas.check_output(schemas.Drift, drift, "drift.parquet")
+    schemas.check_output(schemas.Conflict, conflicts, "conflicts.parquet")
+
+    ledger = merged.ledger
+    ledger.billable_spend_micros = ledger.billable_spend_micros if any(
+        "cost_micros" in s.columns for s in inputs.sources) else None
+    totals_clicks = pc.sum(totals.column("clicks")).as_py() or 0
+    totals_spend = pc.sum(totals.column("spend_micros")).as_py()
+    ledger.check_balance(totals_clicks=totals_clicks, totals_spend=totals_spend)
+
+    drift_block = drift_summary(drift_full)
+    status, code = verdict(drift_block)
+    summary = {
+        "date": cfg.date.isoformat(),
+        "status": status,
+        "exit_code": code,
+        "ledger": ledger.as_dict(),
+        "stream": result.stream_counts,
+        "drift": drift_block,
+        "horizon": {
+            "raw_files": len(inputs.sources),
+            "stream_files": len(inputs.stream_files),
+            "rows_beyond_horizon": inputs.rows_beyond_horizon,
+        },
+    }
+    staged = {
+        "totals.parquet": folder / "totals.parquet",
+        "drift.parquet": folder / "drift.parquet",
+        "quarantine.parquet": folder / "quarantine.parquet",
+        "conflicts.parquet": folder / "conflicts.parquet",
+        "summary.json": folder / "summary.json",
+    }
+    write_parquet(totals, staged["totals.parquet"])
+    write_parquet(drift, staged["drift.parquet"])
+    write_parquet(quarantine, staged["quarantine.parquet"])
+    write_parquet(conflicts, staged["conflicts.parquet"])
+    write_json(summary, staged["summary.json"])
+    staged.update(report.render_all(folder, summary=summary, drift=drift, totals=totals,
+                                    quarantine=quarantine, conflicts=conflicts,
+                                    inputs=_input_listing(inputs), code_version=billing.__version__))
+    return staged, summary
+
+
+def _quarantine(inputs: Inputs, merged: slices.SlicePartial) -> pa.Table:
+    from billing.validate import assemble_quarantine
+
+    return assemble_quarantine(inputs.raw, inputs.sources, merged.quarantine_pointers)
+
+
+def _conflicts(inputs: Inputs, table: pa.Table) -> pa.Table:
+    schema = schemas.arrow_schema(schemas.Conflict)
+    if table.num_rows == 0:
+        return schema.empty_table()
+    paths = [inputs.sources[i].path for i in table.column("winner_file_id").to_pylist()]
+    out = table.drop_columns(["winner_file_id"]).append_column("winner_source_file", pa.array(paths, pa.string()))
+    out = out.select(schema.names).cast(schema)
+    return out.sort_by([("click_id", "ascending")])
+
+
+def _input_listing(inputs: Inputs) -> dict[str, list[dict[str, Any]]]:
+    return {
+        "raw": [{"path": inputs.raw.url(s.path), "bytes": s.info.size, "version": s.info.version_tag,
+                 "rows": s.num_rows} for s in inputs.sources],
+        "stream": [{"path": inputs.stream.url(f.path), "bytes": f.size, "version": f.version_tag}
+                   for f in inputs.stream_files],
+    }
+
+
+def _previous_totals(day: Day) -> pa.Table | None:
+    v = day.current_version()
+    return None if v is None else day.read_table(v, "totals.parquet")
+
+
+def restatement(before: pa.Table | None, after: pa.Table) -> list[dict[str, Any]] | None:
+    """Per ad whose clicks or spend changed: before → after (None for a first version)."""
+    if before is None:
+        return None
+
+    def per_ad(t: pa.Table) -> dict[int, tuple[int, int | None]]:
+        if t.num_rows == 0:
+            return {}
+        g = t.group_by("ad_id").aggregate([("clicks", "sum"), ("spend_micros", "sum")])
+        return {a: (c, s) for a, c, s in zip(g.column("ad_id").to_pylist(), g.column("clicks_sum").to_pylist(),
+                                             g.column("spend_micros_sum").to_pylist(), strict=True)}
+
+    b, a = per_ad(before), per_ad(after)
+    changes = []
+    for ad in sorted(set(b) | set(a)):
+        cb, sb = b.get(ad, (0, 0))
+        ca, sa = a.get(ad, (0, 0))
+        if (cb, sb) != (ca, sa):
+            changes.append({"ad_id": ad, "clicks_before": cb, "clicks_after": ca,
+                            "spend_micros_before": sb, "spend_micros_after": sa})
+    return changes
+
+
+def build_manifest(cfg: ReconcileConfig, inputs: Inputs, summary: dict[str, Any], run_id: str,
+                   started: float, totals: pa.Table, previous: pa.Table | None) -> dict[str, Any]:
+    return {
+        "date": cfg.date.isoformat(),
+        "run_id": run_id,
+        "package": {"name": "billing", "version": billing.__version__},
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "duration_seconds": round(time.monotonic() - started, 3),
+        "config": {"content": cfg.content_settings(), "run": cfg.run_settings()},
+        "inputs": _input_listing(inputs),
+        "counts": {"ledger": summary["ledger"], "stream": summary["stream"]},
+        "restatement": restatement(previous, totals),
+    }

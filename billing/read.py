@@ -1,0 +1,317 @@
+"""Read stage: find the files of a day's horizon, check their structure, stream normalised rows.
+
+Nothing here interprets values; that is ``sql/validate.sql``'s job. What this stage
+guarantees is that every row handed on has the normalised types of
+:class:`billing.schemas.RawClick` plus ``file_id`` (index of its file in the sorted
+list of horizon files, so comparing ids compares paths) and ``row_no`` (its position
+in that file), or that the run stopped with a one-line :class:`BadInputError`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from billing.errors import BadInputError, StorageError
+from billing.schemas import TS, ColumnPlan, RawClick, StreamWindow, check_structure
+from billing.storage import FileInfo, Store
+
+log = logging.getLogger(__name__)
+
+_HOUR_DIR = re.compile(r"^hour=(\d{1,2})$")
+
+#: Columns of the normalised click stream handed to DuckDB, in order.
+CLICK_COLUMNS = ("click_id", "ad_id", "event_time", "ingest_time", "cost_micros", "file_id", "row_no")
+
+
+@dataclass(frozen=True)
+class Horizon:
+    """Which arrival partitions day D reads (rule 1 of the README)."""
+
+    date: dt.date
+    lateness: dt.timedelta
+
+    @property
+    def next_day(self) -> dt.date:
+        return self.date + dt.timedelta(days=1)
+
+    @property
+    def end(self) -> dt.datetime:
+        """Arrival instant at which the horizon closes: D+1 00:00 + lateness."""
+        return dt.datetime.combine(self.next_day, dt.time(), tzinfo=dt.UTC) + self.lateness
+
+    def reads_hour_of_next_day(self, hour: int) -> bool:
+        # An hour partition is read when it starts before the horizon closes.
+        return hour * 3600 < self.lateness.total_seconds()
+
+
+def is_data_file(path: str) -> bool:
+    name = path.rsplit("/", 1)[-1]
+    return not (name.startswith("_") or name.startswith("."))
+
+
+def _data_files(files: list[FileInfo]) -> list[FileInfo]:
+    # Hidden and marker files anywhere in the path (_SUCCESS, .crc, _tmp/ folders) are not data.
+    return [f for f in files if all(is_data_file(part) for part in f.path.split("/"))]
+
+
+@dataclass(frozen=True)
+class PartitionFile:
+    info: FileInfo
+    ingest_cutoff: dt.datetime | None = None
+    """Set for ``dt=D+1`` files of a ``dt=``-only layout: rows count when ingest_time < cutoff."""
+
+
+def discover_raw(store: Store, horizon: Horizon) -> list[PartitionFile]:
+    """The raw files of the horizon, sorted by path. Nothing outside it is listed as input."""
+    chosen: list[PartitionFile] = []
+    day_dir = f"dt={horizon.date.isoformat()}"
+    next_dir = f"dt={horizon.next_day.isoformat()}"
+    for f in _data_files(store.list_files(day_dir)):
+        chosen.append(PartitionFile(f))
+    hour_dirs = [d for d in store.list_dirs(next_dir) if _HOUR_DIR.match(d)]
+    if hour_dirs:
+        for d in hour_dirs:
+            hour = int(_HOUR_DIR.match(d).group(1))  # type: ignore[union-attr]
+            if horizon.reads_hour_of_next_day(hour):
+                chosen.extend(PartitionFile(f) for f in _data_files(store.list_files(f"{next_dir}/{d}")))
+    else:
+        for f in _data_files(store.list_files(next_dir)):
+            if "/" not in f.path[len(next_dir) + 1:]:
+                chosen.append(PartitionFile(f, ingest_cutoff=horizon.end))
+    return sorted(chosen, key=lambda p: p.info.path)
+
+
+def discover_stream(store: Store, date: dt.date) -> list[FileInfo]:
+    return _data_files(store.list_files(f"dt={date.isoformat()}"))
+
+
+@dataclass
+class SourceFile:
+    """One input file after its footer was read and its structure checked."""
+
+    file_id: int
+    info: FileInfo
+    num_rows: int
+    plans: list[ColumnPlan]
+    columns: list[str]
+    ingest_cutoff: dt.datetime | None = None
+    row_group_click_ranges: list[tuple[int | None, int | None, int, bool]] = field(default_factory=list)
+    """Per row group: (min click_id, max click_id, rows, has_nulls); None when unknown."""
+
+    @property
+    def path(self) -> str:
+        return self.info.path
+
+
+def _open_parquet(store: Store, path: str) -> pq.ParquetFile:
+    try:
+        return pq.ParquetFile(store.open_input(path))
+    except StorageError:
+        raise
+    except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as e:
+        raise BadInputError(f"{store.url(path)}: not a readable Parquet file ({_first_line(e)})") from e
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:200] if text else type(e).__name__
+
+
+def inspect_raw(store: Store, files: list[PartitionFile]) -> list[SourceFile]:
+    out = []
+    for i, pf in enumerate(files):
+        pfile = _open_parquet(store, pf.info.path)
+        schema = pfile.schema_arrow
+        plans = check_structure(RawClick, schema, store.url(pf.info.path))
+        ranges = _click_ranges(pfile)
+        out.append(SourceFile(i, pf.info, pfile.metadata.num_rows, plans, schema.names, pf.ingest_cutoff, ranges))
+    return out
+
+
+def _click_ranges(pfile: pq.ParquetFile) -> list[tuple[int | None, int | None, int, bool]]:
+    md = pfile.metadata
+    idx = pfile.schema_arrow.get_field_index("click_id")
+    ranges = []
+    for g in range(md.num_row_groups):
+        rg = md.row_group(g)
+        col = rg.column(idx) if idx >= 0 else None
+        stats = col.statistics if col is not None else None
+        if stats is not None and stats.has_min_max and pa.types.is_integer(pfile.schema_arrow.field(idx).type):
+            ranges.append((int(stats.min), int(stats.max), rg.num_rows, bool(stats.null_count)))
+        else:
+            ranges.append((None, None, rg.num_rows, True))
+    return ranges
+
+
+@dataclass(frozen=True)
+class ClickRange:
+    """A half-open slice of click_id space; ``lo=None`` also holds null and non-positive ids."""
+
+    lo: int | None = None
+    hi: int | None = None
+
+    def overlaps(self, mn: int | None, mx: int | None, has_nulls: bool) -> bool:
+        if mn is None or mx is None:
+            return True
+        if has_nulls and self.lo is None:
+            return True
+        return (self.lo is None or mx >= self.lo) and (self.hi is None or mn < self.hi)
+
+
+class ReadFailure:
+    """Carries an input error out of a generator that DuckDB consumes."""
+
+    def __init__(self) -> None:
+        self.error: BaseException | None = None
+
+
+def _normalise_column(arr: pa.ChunkedArray | pa.Array, plan: ColumnPlan, where: str) -> pa.Array:
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if pa.types.is_timestamp(plan.target):
+        t = arr.type
+        if t.tz is None:  # naive means UTC: relabel, values unchanged
+            arr = arr.view(pa.timestamp(t.unit, tz="UTC"))
+        # ns -> us truncates sub-microsecond digits; minute windows are unaffected.
+        return pc.cast(arr, TS, safe=False)
+    try:
+        return pc.cast(arr, plan.target)
+    except pa.ArrowInvalid as e:
+        raise BadInputError(f"{where}: column {plan.name!r} does not fit {plan.target}: {_first_line(e)}") from e
+
+
+def normalise_batch(batch: pa.RecordBatch, src: SourceFile, row_start: int, where: str) -> pa.RecordBatch:
+    n = batch.num_rows
+    arrays = []
+    for plan in src.plans:
+        if plan.source is None:
+            arrays.append(pa.nulls(n, plan.target))
+        else:
+            arrays.append(_normalise_column(batch.column(plan.name), plan, where))
+    arrays.append(pa.array(np.full(n, src.file_id, dtype=np.int32)))
+    arrays.append(pa.array(np.arange(row_start, row_start + n, dtype=np.int64)))
+    return pa.RecordBatch.from_arrays(arrays, names=list(CLICK_COLUMNS))
+
+
+CLICK_SCHEMA = pa.schema([
+    ("click_id", pa.int64()), ("ad_id", pa.int64()), ("event_time", TS), ("ingest_time", TS),
+    ("cost_micros", pa.int64()), ("file_id", pa.int32()), ("row_no", pa.int64()),
+])
+
+
+def _range_mask(batch: pa.RecordBatch, rng: ClickRange) -> pa.Array | None:
+    if rng.lo is None and rng.hi is None:
+        return None
+    ids = batch.column(0)
+    mask = None
+    if rng.lo is not None:
+        mask = pc.greater_equal(ids, rng.lo)
+    if rng.hi is not None:
+        upper = pc.less(ids, rng.hi)
+        mask = upper if mask is None else pc.and_(mask, upper)
+    if rng.lo is None:  # the first slice also holds null ids
+        mask = pc.or_kleene(mask, pc.is_null(ids))
+    return pc.fill_null(mask, False)
+
+
+def click_batches(store: Store, sources: list[SourceFile], rng: ClickRange, failure: ReadFailure,
+                  batch_rows: int = 256 * 1024) -> Iterator[pa.RecordBatch]:
+    """Normalised rows of ``sources`` whose click_id falls in ``rng``, file after file.
+
+    Row groups whose click_id statistics lie outside ``rng`` are not read. An input
+    error is stored in ``failure`` (DuckDB would otherwise re-wrap it) and ends the stream.
+    """
+    try:
+        for src in sources:
+            where = store.url(src.path)
+            needed = [p.name for p in src.plans if p.source is not None]
+            groups = [g for g, (mn, mx, _, nulls) in enumerate(src.row_group_click_ranges)
+                      if rng.overlaps(mn, mx, nulls)]
+            if not groups:
+                continue
+            starts = np.concatenate([[0], np.cumsum([r[2] for r in src.row_group_click_ranges])])
+            pfile = _open_parquet(store, src.path)
+            for g in groups:
+                row_start = int(starts[g])
+                try:
+                    batches = pfile.iter_batches(batch_size=batch_rows, row_groups=[g], columns=needed)
+                    for batch in batches:
+                        out = normalise_batch(batch, src, row_start, where)
+                        row_start += batch.num_rows
+                        mask = _range_mask(out, rng)
+                        if src.ingest_cutoff is not None:
+                            cutoff = pa.scalar(src.ingest_cutoff, type=TS)
+                            in_time = pc.fill_null(pc.less(out.column(3), cutoff), False)
+                            mask = in_time if mask is None else pc.and_(mask, in_time)
+                        if mask is not None:
+                            out = out.filter(mask)
+                        if out.num_rows:
+                            yield out
+                except BadInputError:
+                    raise
+                except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as e:
+                    raise BadInputError(f"{where}: corrupt Parquet data ({_first_line(e)})") from e
+    except BaseException as e:
+        failure.error = e
+        raise
+
+
+def click_reader(store: Store, sources: list[SourceFile], rng: ClickRange,
+                 failure: ReadFailure) -> pa.RecordBatchReader:
+    return pa.RecordBatchReader.from_batches(CLICK_SCHEMA, click_batches(store, sources, rng, failure))
+
+
+def rows_beyond_horizon(store: Store, sources: list[SourceFile]) -> int:
+    """Rows of ``dt=D+1`` files (dt-only layout) that arrived after the horizon: not read."""
+    total = 0
+    for src in sources:
+        if src.ingest_cutoff is None:
+            continue
+        if "ingest_time" not in src.columns:
+            total += src.num_rows
+            continue
+        col = _open_parquet(store, src.path).read(columns=["ingest_time"]).column(0)
+        plan = next(p for p in src.plans if p.name == "ingest_time")
+        norm = _normalise_column(col, plan, store.url(src.path))
+        total += src.num_rows - pc.sum(pc.fill_null(pc.less(norm, pa.scalar(src.ingest_cutoff, type=TS)),
+                                                      False).cast(pa.int64())).as_py()
+    return total
+
+
+def read_full_rows(store: Store, src: SourceFile, rows: list[int]) -> pa.Table:
+    """Every column of the given rows of one file (for quarantine output)."""
+    table = _open_parquet(store, src.path).read()
+    return table.take(pa.array(rows, pa.int64()))
+
+
+def read_stream(store: Store, files: list[FileInfo]) -> pa.Table:
+    """All stream-side rows, normalised to :class:`StreamWindow`'s types."""
+    tables = []
+    for f in files:
+        pfile = _open_parquet(store, f.path)
+        where = store.url(f.path)
+        plans = check_structure(StreamWindow, pfile.schema_arrow, where)
+        try:
+            table = pfile.read(columns=[p.name for p in plans if p.source is not None])
+        except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as e:
+            raise BadInputError(f"{where}: corrupt Parquet data ({_first_line(e)})") from e
+        cols = {}
+        for p in plans:
+            cols[p.name] = (pa.nulls(table.num_rows, p.target) if p.source is None
+                            else _normalise_column(table.column(p.name), p, where))
+        tables.append(pa.table(cols))
+    if not tables:
+        return pa.schema([(p, t) for p, t in STREAM_TYPES]).empty_table()
+    return pa.concat_tables(tables)
+
+
+STREAM_TYPES = [("ad_id", pa.int64()), ("window_start", TS), ("clicks", pa.int64()), ("spend_micros", pa.int64())]

@@ -1,0 +1,187 @@
+"""The data contract, declared once as pandera models over Arrow tables.
+
+* :class:`RawClick` and :class:`StreamWindow` describe inputs. Their *structure* is
+  checked up front on every file's schema (:func:`check_structure`), before a row is
+  read; their *values* are checked in DuckDB by ``sql/validate.sql``, never row by row
+  in Python.
+* The output models are checked on the finished tables before anything is published.
+
+Timestamps of any unit, zoned or naive (naive means UTC), are accepted on input and
+normalised to ``timestamp[us, UTC]``; integers of any width are accepted for ids and
+counts and widened to int64 when that is lossless.
+"""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import dataclass
+
+import pandera.pyarrow as pa_
+import pyarrow as pa
+from pandera.errors import SchemaError, SchemaErrors
+
+from billing.errors import BadInputError, OutputContractError
+
+TS = pa.timestamp("us", tz="UTC")
+
+
+class RawClick(pa_.DataFrameModel):
+    """One row of the raw click log, as normalised on read."""
+
+    click_id: pa.int64() = pa_.Field(nullable=True)
+    ad_id: pa.int64() = pa_.Field(nullable=True)
+    event_time: TS = pa_.Field(nullable=True)
+    ingest_time: TS = pa_.Field(nullable=True, required=False)
+    cost_micros: pa.int64() = pa_.Field(nullable=True, required=False)
+
+
+class StreamWindow(pa_.DataFrameModel):
+    """One row of the stream job's sink for day D."""
+
+    ad_id: pa.int64() = pa_.Field(nullable=False)
+    window_start: TS = pa_.Field(nullable=False)
+    clicks: pa.int64() = pa_.Field(nullable=False)
+    spend_micros: pa.int64() = pa_.Field(nullable=True, required=False)
+
+
+class Totals(pa_.DataFrameModel):
+    ad_id: pa.int64() = pa_.Field(nullable=False)
+    window_start: TS = pa_.Field(nullable=False)
+    clicks: pa.int64() = pa_.Field(nullable=False, ge=1)
+    spend_micros: pa.int64() = pa_.Field(nullable=True, ge=0)
+
+    class Config:
+        strict = True
+        ordered = True
+
+
+DRIFT_STATUSES = ("match", "stream_over", "stream_under", "missing_in_stream", "missing_in_batch")
+CAUSES = (
+    "raw_duplicates_counted",
+    "late_beyond_stream_watermark",
+    "sink_duplicate_rows",
+    "window_boundary_shift",
+    "replay_overcount",
+    "lost_events",
+    "missing_window",
+    "phantom_window",
+)
+
+
+class Drift(pa_.DataFrameModel):
+    ad_id: pa.int64() = pa_.Field(nullable=False)
+    window_start: TS = pa_.Field(nullable=False)
+    batch_clicks: pa.int64() = pa_.Field(nullable=False, ge=0)
+    stream_clicks: pa.int64() = pa_.Field(nullable=False)
+    delta: pa.int64() = pa_.Field(nullable=False)
+    status: pa.string() = pa_.Field(nullable=False, isin=list(DRIFT_STATUSES))
+    flagged: pa.bool_() = pa_.Field(nullable=False)
+    cause: pa.string() = pa_.Field(nullable=True, isin=list(CAUSES))
+    batch_spend_micros: pa.int64() = pa_.Field(nullable=True)
+    stream_spend_micros: pa.int64() = pa_.Field(nullable=True)
+    money_at_risk_micros: pa.int64() = pa_.Field(nullable=True)
+
+    class Config:
+        strict = True
+        ordered = True
+
+
+class Conflict(pa_.DataFrameModel):
+    click_id: pa.int64() = pa_.Field(nullable=False)
+    copies: pa.int64() = pa_.Field(nullable=False, ge=2)
+    ad_ids: pa.list_(pa.int64()) = pa_.Field(nullable=False)
+    window_starts: pa.list_(TS) = pa_.Field(nullable=False)
+    winner_ad_id: pa.int64() = pa_.Field(nullable=False)
+    winner_window_start: TS = pa_.Field(nullable=False)
+    winner_source_file: pa.string() = pa_.Field(nullable=False)
+    winner_row: pa.int64() = pa_.Field(nullable=False)
+
+    class Config:
+        strict = True
+        ordered = True
+
+
+def arrow_schema(model: type[pa_.DataFrameModel], *, include_optional: bool = True) -> pa.Schema:
+    """The Arrow schema a model declares (in declaration order)."""
+    schema = model.to_schema()
+    fields = []
+    for name, col in schema.columns.items():
+        if not include_optional and not col.required:
+            continue
+        fields.append(pa.field(name, _arrow_type(model, name), nullable=bool(col.nullable)))
+    return pa.schema(fields)
+
+
+def _arrow_type(model: type[pa_.DataFrameModel], name: str) -> pa.DataType:
+    hint = typing.get_type_hints(model)[name]  # the model annotates columns with Arrow types
+    assert isinstance(hint, pa.DataType), (model.__name__, name, hint)
+    return hint
+
+
+def check_output(model: type[pa_.DataFrameModel], table: pa.Table, what: str) -> None:
+    """Raise :class:`OutputContractError` (never publish) when ``table`` breaks ``model``."""
+    try:
+        model.validate(table, lazy=True)
+    except (SchemaError, SchemaErrors) as e:
+        first = str(e).strip().splitlines()
+        raise OutputContractError(f"{what} breaks its output contract: {' '.join(first)[:600]}") from e
+
+
+@dataclass(frozen=True)
+class ColumnPlan:
+    """How one input column is read: its source type and the normalised target."""
+
+    name: str
+    source: pa.DataType | None  # None: absent from this file
+    target: pa.DataType
+
+
+def _normalised_type(t: pa.DataType, target: pa.DataType) -> pa.DataType | None:
+    """The target type when ``t`` converts to it without loss of meaning, else None."""
+    if pa.types.is_timestamp(target):
+        return target if pa.types.is_timestamp(t) else None
+    if pa.types.is_integer(target):
+        if pa.types.is_integer(t):
+            return target
+        return None
+    return target if t.equals(target) else None
+
+
+def check_structure(model: type[pa_.DataFrameModel], schema: pa.Schema, where: str) -> list[ColumnPlan]:
+    """Check one input file's schema against ``model``; return how to read each column.
+
+    Raises :class:`BadInputError` with a one-line reason naming the file and column.
+    The check itself is pandera's: a zero-row table of the normalised schema is
+    validated against the model, so the contract lives in one place.
+    """
+    declared = model.to_schema().columns
+    plans: list[ColumnPlan] = []
+    normalised_fields = []
+    for name, col in declared.items():
+        target = _arrow_type(model, name)
+        idx = schema.get_field_index(name)
+        if idx < 0:
+            if col.required:
+                raise BadInputError(f"{where}: required column {name!r} is missing")
+            plans.append(ColumnPlan(name, None, target))
+            continue
+        source = schema.field(idx).type
+        norm = _normalised_type(source, target)
+        if norm is None:
+            raise BadInputError(f"{where}: column {name!r} has type {source}, expected {_kind(target)}")
+        plans.append(ColumnPlan(name, source, target))
+        normalised_fields.append(pa.field(name, norm))
+    empty = pa.schema(normalised_fields).empty_table()
+    try:
+        model.validate(empty, lazy=True)
+    except (SchemaError, SchemaErrors) as e:  # the model and our normalisation disagree: say so
+        raise BadInputError(f"{where}: schema does not match {model.__name__}: {str(e).splitlines()[0]}") from e
+    return plans
+
+
+def _kind(t: pa.DataType) -> str:
+    if pa.types.is_timestamp(t):
+        return "a timestamp"
+    if pa.types.is_integer(t):
+        return "an integer"
+    return str(t)

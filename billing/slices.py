@@ -1,0 +1,148 @@
+"""Slices of click_id space: how a day is split, deduplicated piece by piece, and put back together.
+
+A slice holds every copy of each click whose id falls in its range, so its winners,
+totals and ledger are final for that range; slices add up to the day. One slice is
+the whole day; many slices bound memory (each is landed, deduplicated and dropped in
+turn) and let slices run in parallel processes or on other machines.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from billing import dedup, engine, faults, totals, validate
+from billing.config import ReconcileConfig
+from billing.ledger import Ledger
+from billing.read import ClickRange, ReadFailure, SourceFile, click_reader
+from billing.storage import Store
+
+log = logging.getLogger(__name__)
+
+#: Bytes of DuckDB memory one landed raw row costs, with dedup's hash table (measured, see README).
+BYTES_PER_ROW = 160
+MIN_SLICE_ROWS = 1_000_000
+
+
+@dataclass
+class SlicePartial:
+    """What one slice contributes to the day."""
+
+    window_facts: pa.Table
+    ledger: Ledger
+    quarantine_pointers: pa.Table
+    conflicts: pa.Table
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in ("window_facts", "quarantine_pointers", "conflicts"):
+            pq.write_table(getattr(self, name), folder / f"{name}.parquet")
+        (folder / "ledger.json").write_text(json.dumps(self.ledger.as_dict(), sort_keys=True))
+
+    @classmethod
+    def load(cls, folder: Path) -> SlicePartial:
+        return cls(
+            window_facts=pq.read_table(folder / "window_facts.parquet"),
+            ledger=Ledger.from_dict(json.loads((folder / "ledger.json").read_text())),
+            quarantine_pointers=pq.read_table(folder / "quarantine_pointers.parquet"),
+            conflicts=pq.read_table(folder / "conflicts.parquet"),
+        )
+
+
+def auto_slice_count(total_rows: int, memory_limit: int) -> int:
+    per_slice = max(MIN_SLICE_ROWS, memory_limit // BYTES_PER_ROW)
+    return max(1, math.ceil(total_rows / per_slice))
+
+
+def plan_ranges(sources: list[SourceFile], n: int) -> list[ClickRange]:
+    """``n`` disjoint click_id ranges of similar row counts, from row-group statistics only.
+
+    Each row group is taken as spread evenly over its [min, max] click_id; the
+    boundaries are the quantiles of that piecewise-even distribution. Row groups
+    without statistics cannot be placed and weigh nothing. The first range is open
+    below (null and non-positive ids land there), the last open above.
+    """
+    if n <= 1:
+        return [ClickRange()]
+    mins, maxs, rows = [], [], []
+    for src in sources:
+        for mn, mx, cnt, _ in src.row_group_click_ranges:
+            if mn is not None and mx is not None and cnt:
+                mins.append(max(mn, 1))
+                maxs.append(max(mx, 1))
+                rows.append(cnt)
+    if not rows:
+        return [ClickRange()]
+    lo_arr = np.array(mins, dtype=np.float64)
+    span = np.array(maxs, dtype=np.float64) - lo_arr + 1.0
+    weight = np.array(rows, dtype=np.float64)
+    total = weight.sum()
+
+    def cdf(x: float) -> float:
+        return float((weight * np.clip((x - lo_arr) / span, 0.0, 1.0)).sum())
+
+    bounds: list[int] = []
+    a0, b0 = int(min(mins)), int(max(maxs)) + 1
+    for k in range(1, n):
+        target = total * k / n
+        a, b = a0, b0
+        while b - a > 1:  # integer bisection on click_id
+            mid = (a + b) // 2
+            if cdf(mid) < target:
+                a = mid
+            else:
+                b = mid
+        if not bounds or b > bounds[-1]:
+            bounds.append(b)
+    edges: list[int | None] = [None, *bounds, None]
+    return [ClickRange(edges[i], edges[i + 1]) for i in range(len(edges) - 1)]
+
+
+def run_slice(cfg: ReconcileConfig, store: Store, sources: list[SourceFile], rng: ClickRange,
+              temp_dir: str | None = None) -> SlicePartial:
+    """Read, validate, dedup and total one slice in a DuckDB session of its own."""
+    started = time.monotonic()
+    con = engine.connect(memory_limit=cfg.memory_limit, threads=cfg.threads, temp_dir=temp_dir)
+    try:
+        failure = ReadFailure()
+        try:
+            validate.land_clicks(con, click_reader(store, sources, rng, failure), cfg)
+        except Exception:
+            if failure.error is not None:
+                raise failure.error from None
+            raise
+        faults.point("after_read")
+        dedup.pick_winners(con)
+        faults.point("after_dedup")
+        reasons = validate.invalid_by_reason(con)
+        partial = SlicePartial(
+            window_facts=totals.window_facts(con, cfg),
+            ledger=totals.slice_ledger(con, cfg, reasons),
+            quarantine_pointers=validate.quarantine_pointers(con),
+            conflicts=dedup.conflicts(con),
+        )
+    finally:
+        con.close()
+    log.info("slice %s..%s: %d rows read, %d winners billable, %.1fs", rng.lo, rng.hi,
+             partial.ledger.rows_read, partial.ledger.billable_clicks, time.monotonic() - started)
+    return partial
+
+
+def merge(partials: list[SlicePartial]) -> SlicePartial:
+    ledger = Ledger()
+    for p in partials:
+        ledger = ledger.add(p.ledger)
+    return SlicePartial(
+        window_facts=pa.concat_tables([p.window_facts for p in partials]),
+        ledger=ledger,
+        quarantine_pointers=pa.concat_tables([p.quarantine_pointers for p in partials]),
+        conflicts=pa.concat_tables([p.conflicts for p in partials]),
+    )

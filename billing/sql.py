@@ -1,0 +1,62 @@
+"""SQL files, loaded by name from ``sql/``, run with bound parameters.
+
+Values never reach SQL text: statements use ``$name`` parameters, bound here from
+keyword arguments; a statement is given exactly the parameters it names.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+_PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def sql_dir() -> Path:
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parent / "sql", here / "sql"):  # source tree, then installed wheel
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError("the sql/ folder is missing from this installation")
+
+
+@cache
+def load(name: str) -> str:
+    return (sql_dir() / f"{name}.sql").read_text(encoding="utf-8")
+
+
+def params_of(text: str) -> set[str]:
+    code = "\n".join(line.split("--", 1)[0] for line in text.splitlines())
+    return set(_PARAM.findall(code))
+
+
+def run(con: duckdb.DuckDBPyConnection, name: str, **params: Any) -> duckdb.DuckDBPyConnection:
+    """Run ``sql/<name>.sql`` with the parameters it names (extra keywords are ignored)."""
+    text = load(name)
+    wanted = params_of(text)
+    missing = wanted - params.keys()
+    if missing:
+        raise TypeError(f"sql/{name}.sql needs parameters {sorted(missing)}")
+    if not wanted:
+        return con.execute(text)
+    return con.execute(text, {k: params[k] for k in wanted})
+
+
+def table(con: duckdb.DuckDBPyConnection, name: str, **params: Any) -> pa.Table:
+    """The result of a query file as an Arrow table."""
+    text = load(name)
+    wanted = params_of(text)
+    rel = con.sql(text, params={k: params[k] for k in wanted} if wanted else None)
+    assert rel is not None, f"sql/{name}.sql returns no rows"
+    return rel.to_arrow_table()
+
+
+def fetch_dicts(con: duckdb.DuckDBPyConnection, name: str, **params: Any) -> list[dict[str, Any]]:
+    cur = run(con, name, **params)
+    cols = [d[0] for d in cur.description]
+    return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]

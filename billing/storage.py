@@ -1,0 +1,316 @@
+"""Where data lives: local folders and S3 (or an S3-compatible endpoint), behind one small API.
+
+Paths inside a store are relative, ``/``-separated. Reads of Parquet go through
+pyarrow's filesystem layer; listing, small writes and conditional creates go through
+boto3 on S3 (it reports ETags and supports ``If-None-Match``). Transient S3 faults
+(HTTP 500/503, throttling, dropped connections) are retried with backoff by both
+clients; what still fails becomes a :class:`StorageError` (exit 2).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlparse
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+
+from billing.errors import StorageError
+
+S3_MAX_ATTEMPTS = 8
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    path: str
+    """Relative to the store root."""
+    size: int
+    version_tag: str
+    """ETag on S3, ``mtime_ns`` locally: what the manifest records to pin an input."""
+
+
+class Store(Protocol):
+    uri: str
+
+    def list_files(self, prefix: str) -> list[FileInfo]: ...
+    def list_dirs(self, prefix: str) -> list[str]: ...
+    def exists(self, path: str) -> bool: ...
+    def open_input(self, path: str) -> pa.NativeFile: ...
+    def read_bytes(self, path: str) -> bytes | None: ...
+    def write_bytes(self, path: str, data: bytes) -> None: ...
+    def upload(self, path: str, local_file: Path) -> None: ...
+    def create_exclusive(self, path: str, data: bytes) -> bool: ...
+    def delete(self, path: str) -> None: ...
+    def delete_tree(self, prefix: str) -> None: ...
+    def url(self, path: str) -> str: ...
+    def check_readable(self) -> None: ...
+
+
+def join(*parts: str) -> str:
+    return "/".join(p.strip("/") for p in parts if p and p.strip("/"))
+
+
+def open_store(uri: str, *, endpoint: str | None = None) -> Store:
+    """A store for ``uri``: ``s3://bucket/prefix`` or a local path (``file://`` allowed)."""
+    parsed = urlparse(uri)
+    if parsed.scheme == "s3":
+        if not parsed.netloc:
+            raise StorageError(f"S3 URI without a bucket: {uri}")
+        return S3Store(parsed.netloc, parsed.path.strip("/"), endpoint=endpoint)
+    if parsed.scheme in ("", "file"):
+        return LocalStore(Path(parsed.path if parsed.scheme == "file" else uri))
+    raise StorageError(f"unsupported location {uri!r}: use a local path or s3://bucket/prefix")
+
+
+def contains(outer: Store, inner: Store) -> bool:
+    """True when ``inner`` lies at or below ``outer`` (used to refuse OUT inside RAW)."""
+    a, b = outer.url(""), inner.url("")
+    return b == a or b.startswith(a.rstrip("/") + "/")
+
+
+class LocalStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root.expanduser().resolve()
+        self.uri = str(self.root)
+
+    def url(self, path: str) -> str:
+        return str(self.root / path) if path else str(self.root)
+
+    def _p(self, path: str) -> Path:
+        return self.root / path if path else self.root
+
+    def check_readable(self) -> None:
+        if not self.root.is_dir():
+            raise StorageError(f"no such directory: {self.root}")
+
+    def list_files(self, prefix: str) -> list[FileInfo]:
+        base = self._p(prefix)
+        if not base.is_dir():
+            return []
+        out = []
+        for p in sorted(base.rglob("*")):
+            if p.is_file():
+                st = p.stat()
+                out.append(FileInfo(p.relative_to(self.root).as_posix(), st.st_size, str(st.st_mtime_ns)))
+        return out
+
+    def list_dirs(self, prefix: str) -> list[str]:
+        base = self._p(prefix)
+        if not base.is_dir():
+            return []
+        return sorted(p.name for p in base.iterdir() if p.is_dir())
+
+    def exists(self, path: str) -> bool:
+        return self._p(path).exists()
+
+    def open_input(self, path: str) -> pa.NativeFile:
+        try:
+            return pa.OSFile(str(self._p(path)), "rb")
+        except OSError as e:
+            raise StorageError(f"cannot read {self._p(path)}: {e.strerror or e}") from e
+
+    def read_bytes(self, path: str) -> bytes | None:
+        try:
+            return self._p(path).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def write_bytes(self, path: str, data: bytes) -> None:
+        """Write then rename: a reader sees the old content or the new one, never a part."""
+        target = self._p(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        _fsync_dir(target.parent)
+
+    def upload(self, path: str, local_file: Path) -> None:
+        target = self._p(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".tmp-{target.name}")
+        shutil.copyfile(local_file, tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+
+    def create_exclusive(self, path: str, data: bytes) -> bool:
+        target = self._p(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        return True
+
+    def delete(self, path: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self._p(path).unlink()
+
+    def delete_tree(self, prefix: str) -> None:
+        shutil.rmtree(self._p(prefix), ignore_errors=True)
+
+
+def _fsync_dir(d: Path) -> None:
+    fd = os.open(d, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def s3_endpoint(explicit: str | None) -> str | None:
+    return explicit or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
+
+
+class S3Store:
+    def __init__(self, bucket: str, prefix: str, *, endpoint: str | None = None) -> None:
+        import boto3
+        from botocore.config import Config
+
+        self.bucket = bucket
+        self.prefix = prefix
+        self.uri = f"s3://{bucket}/{prefix}".rstrip("/")
+        self.endpoint = s3_endpoint(endpoint)
+        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+        self._s3 = boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name=region,
+            config=Config(retries={"max_attempts": S3_MAX_ATTEMPTS, "mode": "standard"},
+                          connect_timeout=10, read_timeout=60),
+        )
+        fs_kwargs: dict[str, Any] = {
+            "region": region,
+            "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=S3_MAX_ATTEMPTS),
+            "connect_timeout": 10,
+            "request_timeout": 60,
+        }
+        if self.endpoint:
+            ep = urlparse(self.endpoint)
+            fs_kwargs["endpoint_override"] = ep.netloc or ep.path
+            fs_kwargs["scheme"] = ep.scheme or "https"
+        self._fs = pafs.S3FileSystem(**fs_kwargs)
+
+    def url(self, path: str) -> str:
+        return f"s3://{self.bucket}/{self._key(path)}".rstrip("/")
+
+    def _key(self, path: str) -> str:
+        return join(self.prefix, path)
+
+    def _fail(self, what: str, path: str, e: Exception) -> StorageError:
+        code = getattr(e, "response", {}).get("Error", {}).get("Code") if hasattr(e, "response") else None
+        detail = f"{code}" if code else f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        return StorageError(f"cannot {what} {self.url(path)}: {detail}")
+
+    def check_readable(self) -> None:
+        try:
+            self._s3.list_objects_v2(Bucket=self.bucket, Prefix=self._key(""), MaxKeys=1)
+        except Exception as e:  # botocore raises many classes; all mean "not usable"
+            raise self._fail("list", "", e) from e
+
+    def list_files(self, prefix: str) -> list[FileInfo]:
+        key_prefix = self._key(prefix)
+        if key_prefix:
+            key_prefix += "/"
+        root = self._key("")
+        out = []
+        try:
+            for page in self._s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=key_prefix):
+                for obj in page.get("Contents", []):
+                    rel = obj["Key"][len(root) + 1:] if root else obj["Key"]
+                    out.append(FileInfo(rel, int(obj["Size"]), obj["ETag"].strip('"')))
+        except Exception as e:
+            raise self._fail("list", prefix, e) from e
+        return sorted(out, key=lambda f: f.path)
+
+    def list_dirs(self, prefix: str) -> list[str]:
+        key_prefix = self._key(prefix)
+        if key_prefix:
+            key_prefix += "/"
+        names = []
+        try:
+            for page in self._s3.get_paginator("list_objects_v2").paginate(
+                    Bucket=self.bucket, Prefix=key_prefix, Delimiter="/"):
+                for cp in page.get("CommonPrefixes", []):
+                    names.append(cp["Prefix"][len(key_prefix):].rstrip("/"))
+        except Exception as e:
+            raise self._fail("list", prefix, e) from e
+        return sorted(names)
+
+    def exists(self, path: str) -> bool:
+        return self.read_bytes(path) is not None
+
+    def open_input(self, path: str) -> pa.NativeFile:
+        try:
+            return self._fs.open_input_file(f"{self.bucket}/{self._key(path)}")
+        except OSError as e:
+            raise self._fail("read", path, e) from e
+
+    def read_bytes(self, path: str) -> bytes | None:
+        try:
+            resp = self._s3.get_object(Bucket=self.bucket, Key=self._key(path))
+            return resp["Body"].read()
+        except self._s3.exceptions.NoSuchKey:
+            return None
+        except Exception as e:
+            raise self._fail("read", path, e) from e
+
+    def write_bytes(self, path: str, data: bytes) -> None:
+        """One PUT: S3 makes it visible whole or not at all."""
+        try:
+            self._s3.put_object(Bucket=self.bucket, Key=self._key(path), Body=data)
+        except Exception as e:
+            raise self._fail("write", path, e) from e
+
+    def upload(self, path: str, local_file: Path) -> None:
+        try:
+            self._s3.upload_file(str(local_file), self.bucket, self._key(path))
+        except Exception as e:
+            raise self._fail("write", path, e) from e
+
+    def create_exclusive(self, path: str, data: bytes) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self._s3.put_object(Bucket=self.bucket, Key=self._key(path), Body=data, IfNoneMatch="*")
+        except ClientError as e:
+            code = e.response.get("Error", {}).get("Code")
+            if code in ("PreconditionFailed", "ConditionalRequestConflict", "412"):
+                return False
+            raise self._fail("write", path, e) from e
+        return True
+
+    def delete(self, path: str) -> None:
+        try:
+            self._s3.delete_object(Bucket=self.bucket, Key=self._key(path))
+        except Exception as e:
+            raise self._fail("delete", path, e) from e
+
+    def delete_tree(self, prefix: str) -> None:
+        for f in self.list_files(prefix):
+            self.delete(f.path)
+
+
+def read_text(store: Store, path: str) -> str | None:
+    data = store.read_bytes(path)
+    return None if data is None else data.decode("utf-8")
+
+

@@ -1,0 +1,33 @@
+-- Money at risk per drift key, in integer micros:
+--   the stream's own spend minus the batch's, when the stream side carries spend_micros;
+--   else delta x the window's average billed cost, rounded half to even;
+--   for a window with no batch clicks, delta x the ad's average billed cost that day;
+--   NULL when no price is known.
+CREATE OR REPLACE TEMP TABLE drift_out AS
+WITH ad_price AS (
+  SELECT ad_id, sum(spend_micros) AS spend, sum(clicks) AS clicks
+  FROM batch_windows WHERE spend_micros IS NOT NULL GROUP BY ad_id
+)
+SELECT
+  a.ad_id,
+  a.window_start,
+  a.batch_clicks,
+  a.stream_clicks,
+  a.delta,
+  a.status,
+  a.flagged,
+  a.cause,
+  a.batch_spend_micros,
+  a.stream_spend_micros,
+  CASE
+    WHEN $stream_has_spend AND (a.stream_spend_micros IS NOT NULL OR a.sink_rows = 0)
+      THEN coalesce(a.stream_spend_micros, 0) - coalesce(a.batch_spend_micros, 0)
+    WHEN a.batch_clicks > 0 AND a.batch_spend_micros IS NOT NULL
+      THEN div_half_even(a.delta::HUGEINT * a.batch_spend_micros, a.batch_clicks)
+    WHEN a.batch_clicks = 0 AND p.clicks > 0
+      THEN div_half_even(a.delta::HUGEINT * p.spend, p.clicks)
+  END::BIGINT AS money_at_risk_micros,
+  a.explained_clicks
+FROM attributed AS a
+LEFT JOIN ad_price AS p USING (ad_id)
+ORDER BY a.ad_id, a.window_start;
