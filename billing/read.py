@@ -113,6 +113,7 @@ class SourceFile:
 
 
 def _open_parquet(store: Store, path: str) -> pq.ParquetFile:
+    """A Parquet reader over ``path``; close it (``with``) to release the handle."""
     try:
         return pq.ParquetFile(store.open_input(path))
     except StorageError:
@@ -129,10 +130,10 @@ def _first_line(e: BaseException) -> str:
 def inspect_raw(store: Store, files: list[PartitionFile]) -> list[SourceFile]:
     out = []
     for i, pf in enumerate(files):
-        pfile = _open_parquet(store, pf.info.path)
-        schema = pfile.schema_arrow
-        plans = check_structure(RawClick, schema, store.url(pf.info.path))
-        ranges = _click_ranges(pfile)
+        with _open_parquet(store, pf.info.path) as pfile:
+            schema = pfile.schema_arrow
+            plans = check_structure(RawClick, schema, store.url(pf.info.path))
+            ranges = _click_ranges(pfile)
         out.append(SourceFile(i, pf.info, pfile.metadata.num_rows, plans, schema.names, pf.ingest_cutoff, ranges))
     return out
 
@@ -233,36 +234,40 @@ def click_batches(store: Store, sources: list[SourceFile], rng: ClickRange, fail
     try:
         for src in sources:
             where = store.url(src.path)
-            needed = [p.name for p in src.plans if p.source is not None]
             groups = [g for g, (mn, mx, _, nulls) in enumerate(src.row_group_click_ranges)
                       if rng.overlaps(mn, mx, nulls)]
             if not groups:
                 continue
             starts = np.concatenate([[0], np.cumsum([r[2] for r in src.row_group_click_ranges])])
-            pfile = _open_parquet(store, src.path)
-            for g in groups:
-                row_start = int(starts[g])
-                try:
-                    batches = pfile.iter_batches(batch_size=batch_rows, row_groups=[g], columns=needed)
-                    for batch in batches:
-                        out = normalise_batch(batch, src, row_start, where)
-                        row_start += batch.num_rows
-                        mask = _range_mask(out, rng)
-                        if src.ingest_cutoff is not None:
-                            cutoff = pa.scalar(src.ingest_cutoff, type=TS)
-                            in_time = pc.fill_null(pc.less(out.column(3), cutoff), False)
-                            mask = in_time if mask is None else pc.and_(mask, in_time)
-                        if mask is not None:
-                            out = out.filter(mask)
-                        if out.num_rows:
-                            yield out
-                except BadInputError:
-                    raise
-                except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as e:
-                    raise BadInputError(f"{where}: corrupt Parquet data ({_first_line(e)})") from e
+            with _open_parquet(store, src.path) as pfile:
+                yield from _slice_of_file(pfile, src, groups, starts, rng, where, batch_rows)
     except BaseException as e:
         failure.error = e
         raise
+
+
+def _slice_of_file(pfile: pq.ParquetFile, src: SourceFile, groups: list[int], starts: np.ndarray,
+                   rng: ClickRange, where: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    needed = [p.name for p in src.plans if p.source is not None]
+    for g in groups:
+        row_start = int(starts[g])
+        try:
+            for batch in pfile.iter_batches(batch_size=batch_rows, row_groups=[g], columns=needed):
+                out = normalise_batch(batch, src, row_start, where)
+                row_start += batch.num_rows
+                mask = _range_mask(out, rng)
+                if src.ingest_cutoff is not None:
+                    cutoff = pa.scalar(src.ingest_cutoff, type=TS)
+                    in_time = pc.fill_null(pc.less(out.column(3), cutoff), False)
+                    mask = in_time if mask is None else pc.and_(mask, in_time)
+                if mask is not None:
+                    out = out.filter(mask)
+                if out.num_rows:
+                    yield out
+        except BadInputError:
+            raise
+        except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as e:
+            raise BadInputError(f"{where}: corrupt Parquet data ({_first_line(e)})") from e
 
 
 def click_reader(store: Store, sources: list[SourceFile], rng: ClickRange,
@@ -279,7 +284,8 @@ def rows_beyond_horizon(store: Store, sources: list[SourceFile]) -> int:
         if "ingest_time" not in src.columns:
             total += src.num_rows
             continue
-        col = _open_parquet(store, src.path).read(columns=["ingest_time"]).column(0)
+        with _open_parquet(store, src.path) as pfile:
+            col = pfile.read(columns=["ingest_time"]).column(0)
         plan = next(p for p in src.plans if p.name == "ingest_time")
         norm = _normalise_column(col, plan, store.url(src.path))
         total += src.num_rows - pc.sum(pc.fill_null(pc.less(norm, pa.scalar(src.ingest_cutoff, type=TS)),
@@ -289,7 +295,8 @@ def rows_beyond_horizon(store: Store, sources: list[SourceFile]) -> int:
 
 def read_full_rows(store: Store, src: SourceFile, rows: list[int]) -> pa.Table:
     """Every column of the given rows of one file (for quarantine output)."""
-    table = _open_parquet(store, src.path).read()
+    with _open_parquet(store, src.path) as pfile:
+        table = pfile.read()
     return table.take(pa.array(rows, pa.int64()))
 
 
@@ -297,13 +304,13 @@ def read_stream(store: Store, files: list[FileInfo]) -> pa.Table:
     """All stream-side rows, normalised to :class:`StreamWindow`'s types."""
     tables = []
     for f in files:
-        pfile = _open_parquet(store, f.path)
         where = store.url(f.path)
-        plans = check_structure(StreamWindow, pfile.schema_arrow, where)
-        try:
-            table = pfile.read(columns=[p.name for p in plans if p.source is not None])
-        except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as e:
-            raise BadInputError(f"{where}: corrupt Parquet data ({_first_line(e)})") from e
+        with _open_parquet(store, f.path) as pfile:
+            plans = check_structure(StreamWindow, pfile.schema_arrow, where)
+            try:
+                table = pfile.read(columns=[p.name for p in plans if p.source is not None])
+            except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as e:
+                raise BadInputError(f"{where}: corrupt Parquet data ({_first_line(e)})") from e
         cols = {}
         for p in plans:
             cols[p.name] = (pa.nulls(table.num_rows, p.target) if p.source is None

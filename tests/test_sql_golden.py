@@ -1,0 +1,212 @@
+"""Each SQL file on a tiny input with its expected output, run in the engine's own session."""
+
+from __future__ import annotations
+
+import datetime as dt
+from fractions import Fraction
+
+import pyarrow as pa
+import pytest
+
+from billing import engine, sql
+from billing.config import SNOWFLAKE_EPOCH_MS
+from tests.lake import at, cid
+
+
+@pytest.fixture
+def con():
+    c = engine.connect(memory_limit=256 << 20, threads=1)
+    yield c
+    c.close()
+
+
+def reason(con, click_id, ad_id, event_time, cost, skew_us=300_000_000):
+    return con.execute(
+        "SELECT invalid_reason($c::BIGINT, $a::BIGINT, $e::TIMESTAMPTZ, $k::BIGINT, $ep, $s)",
+        {"c": click_id, "a": ad_id, "e": event_time, "k": cost, "ep": SNOWFLAKE_EPOCH_MS, "s": skew_us},
+    ).fetchone()[0]
+
+
+def test_validate_sql_rules_in_order(con) -> None:
+    t = at(10)
+    good = cid(t)
+    assert reason(con, good, 1, t, 5) is None
+    assert reason(con, good, 1, t, None) is None
+    assert reason(con, None, None, None, -1) == "null_click_id"
+    assert reason(con, good, None, None, -1) == "null_ad_id"
+    assert reason(con, good, 1, None, -1) == "null_event_time"
+    assert reason(con, 0, 1, t, -1) == "nonpositive_click_id"
+    assert reason(con, good, 1, t, -1) == "negative_cost"
+    assert reason(con, good, 1, t + dt.timedelta(minutes=5), 0) is None
+    assert reason(con, good, 1, t + dt.timedelta(minutes=5, microseconds=1), 0) == "id_time_mismatch"
+    assert reason(con, good, 1, t - dt.timedelta(minutes=6), 0) == "id_time_mismatch"
+    assert reason(con, good, 1, t + dt.timedelta(days=3), 0, skew_us=None) is None
+
+
+def clicks_table(rows):
+    ts = pa.timestamp("us", tz="UTC")
+    return pa.table({
+        "click_id": pa.array([r[0] for r in rows], pa.int64()),
+        "ad_id": pa.array([r[1] for r in rows], pa.int64()),
+        "event_time": pa.array([r[2] for r in rows], ts),
+        "ingest_time": pa.array([r[3] for r in rows], ts),
+        "cost_micros": pa.array([r[4] for r in rows], pa.int64()),
+        "file_id": pa.array([r[5] for r in rows], pa.int32()),
+        "row_no": pa.array([r[6] for r in rows], pa.int64()),
+        "reason": pa.array([r[7] for r in rows], pa.string()),
+    })
+
+
+def test_dedup_sql_winner_copies_conflict(con) -> None:
+    t = at(10)
+    con.register("src", clicks_table([
+        (7, 1, t, at(10, 0, 5), 10, 0, 0, None),
+        (7, 2, t, at(10, 0, 4), 20, 1, 0, None),  # earliest ingest: wins
+        (7, 1, t, None, 30, 0, 1, None),
+        (7, 9, t, at(10, 0, 1), 40, 0, 2, "negative_cost"),  # invalid: ignored
+        (8, 1, t, None, 1, 1, 5, None),
+        (8, 1, t, None, 2, 1, 3, None),  # both null ingest: lower row wins
+        (9, 1, t, at(10), 3, 2, 0, None),
+        (9, 1, at(10, 0, 30), at(10), 4, 1, 9, None),  # same ingest: lower file id wins; same minute
+    ]))
+    con.execute("CREATE TEMP TABLE clicks AS SELECT * FROM src")
+    sql.run(con, "dedup")
+    got = con.execute(
+        "SELECT click_id, won.ad_id, won.cost_micros, copies, conflict FROM winners ORDER BY 1").fetchall()
+    assert got == [(7, 2, 20, 3, True), (8, 1, 2, 2, False), (9, 1, 4, 2, False)]
+
+
+def test_totals_sql_day_membership_and_facts(con) -> None:
+    con.register("src", clicks_table([
+        (1, 5, at(0), at(0, 20), 10, 0, 0, None),  # late for the stream (20 min)
+        (1, 5, at(0), at(0, 30), 10, 0, 1, None),
+        (2, 5, at(0, 0, 59), at(0, 1), 5, 0, 2, None),
+        (3, 5, at(-0.001), at(0), 7, 0, 3, None),  # out of day
+        (4, 6, at(24), at(24), 7, 0, 4, None),  # out of day
+    ]))
+    con.execute("CREATE TEMP TABLE clicks AS SELECT * FROM src")
+    sql.run(con, "dedup")
+    sql.run(con, "totals", day_start=at(0), day_end=at(24), stream_lateness=dt.timedelta(minutes=10))
+    got = con.execute("SELECT ad_id, window_start, clicks, spend_micros, duplicate_copies, late_clicks "
+                      "FROM window_facts ORDER BY 1, 2").fetchall()
+    assert got == [(5, at(0), 2, 15, 1, 1)]
+
+
+def drift_inputs(con, batch, stream):
+    ts = pa.timestamp("us", tz="UTC")
+    con.register("bw", pa.table({
+        "ad_id": pa.array([b[0] for b in batch], pa.int64()),
+        "window_start": pa.array([b[1] for b in batch], ts),
+        "clicks": pa.array([b[2] for b in batch], pa.int64()),
+        "spend_micros": pa.array([b[3] for b in batch], pa.int64()),
+        "duplicate_copies": pa.array([b[4] for b in batch], pa.int64()),
+        "late_clicks": pa.array([b[5] for b in batch], pa.int64()),
+    }))
+    con.execute("CREATE TEMP TABLE batch_windows AS SELECT * FROM bw")
+    con.register("ss", pa.table({
+        "ad_id": pa.array([s[0] for s in stream], pa.int64()),
+        "window_start": pa.array([s[1] for s in stream], ts),
+        "clicks": pa.array([s[2] for s in stream], pa.int64()),
+        "spend_micros": pa.array([s[3] for s in stream], pa.int64()),
+        "sink_rows": pa.array([s[4] for s in stream], pa.int64()),
+        "extra_row_clicks": pa.array([s[5] for s in stream], pa.int64()),
+    }))
+    con.execute("CREATE TEMP TABLE stream_windows AS SELECT * FROM ss")
+
+
+def causes(con, batch, stream, tol_abs=0):
+    drift_inputs(con, batch, stream)
+    sql.run(con, "drift", tolerance_abs=tol_abs, tolerance_rel=0.0)
+    sql.run(con, "attribute")
+    return {(r[0], r[1].hour * 60 + r[1].minute): (r[2], r[3]) for r in con.execute(
+        "SELECT ad_id, window_start, cause, explained_clicks FROM attributed").fetchall()}
+
+
+M = [at(10, m) for m in range(10)]
+
+
+def test_attribute_sql_each_rule(con) -> None:
+    batch = [  # ad, window, clicks, spend, duplicate_copies, late_clicks
+        (1, M[0], 10, 0, 3, 0),  # stream +3 = the 3 extra raw copies -> raw_duplicates_counted
+        (2, M[0], 10, 0, 0, 4),  # stream -4 = 4 late clicks -> late_beyond_stream_watermark
+        (3, M[0], 10, 0, 0, 0),  # two sink rows adding 10 -> sink_duplicate_rows
+        (4, M[0], 10, 0, 0, 0), (4, M[1], 10, 0, 0, 0),  # -2 / +2 -> window_boundary_shift both
+        (5, M[0], 10, 0, 1, 0),  # +5 with one copy -> partial: raw_duplicates_counted explains 1
+        (6, M[0], 10, 0, 0, 0),  # +2, nothing else -> replay_overcount
+        (7, M[0], 10, 0, 0, 0),  # -2 -> lost_events
+        (8, M[0], 10, 0, 0, 0),  # absent from stream -> missing_window
+        (9, M[5], 10, 0, 0, 0),  # matches: no cause
+    ]
+    stream = [  # ad, window, clicks, spend, sink_rows, extra_row_clicks
+        (1, M[0], 13, None, 1, 0), (2, M[0], 6, None, 1, 0), (3, M[0], 20, None, 2, 10),
+        (4, M[0], 8, None, 1, 0), (4, M[1], 12, None, 1, 0), (5, M[0], 15, None, 1, 0),
+        (6, M[0], 12, None, 1, 0), (7, M[0], 8, None, 1, 0), (9, M[5], 10, None, 1, 0),
+        (10, M[3], 4, None, 1, 0),  # no batch clicks -> phantom_window
+    ]
+    assert causes(con, batch, stream) == {
+        (1, 600): ("raw_duplicates_counted", 3),
+        (2, 600): ("late_beyond_stream_watermark", 4),
+        (3, 600): ("sink_duplicate_rows", 10),
+        (4, 600): ("window_boundary_shift", 2), (4, 601): ("window_boundary_shift", 2),
+        (5, 600): ("raw_duplicates_counted", 1),
+        (6, 600): ("replay_overcount", 2),
+        (7, 600): ("lost_events", 2),
+        (8, 600): ("missing_window", 10),
+        (9, 605): (None, 0),
+        (10, 603): ("phantom_window", 4),
+    }
+
+
+def test_attribute_sql_order_when_several_explain(con) -> None:
+    # +2 that equals both the raw copies and the extra sink rows: rule 1 comes first.
+    batch = [(1, M[0], 5, 0, 2, 0)]
+    stream = [(1, M[0], 7, None, 2, 2)]
+    assert causes(con, batch, stream) == {(1, 600): ("raw_duplicates_counted", 2)}
+
+
+def test_attribute_sql_shift_needs_both_flagged(con) -> None:
+    batch = [(1, M[0], 100, 0, 0, 0), (1, M[1], 100, 0, 0, 0)]
+    stream = [(1, M[0], 97, None, 1, 0), (1, M[1], 102, None, 1, 0)]
+    # tolerance 2: -3 is flagged, +2 is not -> no shift; the -3 is lost_events
+    assert causes(con, batch, stream, tol_abs=2) == {(1, 600): ("lost_events", 3), (1, 601): (None, 0)}
+
+
+@pytest.mark.parametrize(("n", "d"), [(5, 2), (7, 2), (-5, 2), (-7, 2), (1, 3), (2, 3), (-2, 3), (0, 9),
+                                      (10**18, 7), (-(10**18) - 1, 2), (25, 10), (35, 10), (15, 10)])
+def test_money_sql_half_even_is_exact(con, n: int, d: int) -> None:
+    got = con.execute("SELECT div_half_even($n::HUGEINT, $d::BIGINT)::HUGEINT", {"n": n, "d": d}).fetchone()[0]
+    assert got == round(Fraction(n, d))
+
+
+def test_drift_money_sql(con) -> None:
+    drift_inputs(con, [(1, M[0], 3, 1_000_001, 0, 0), (1, M[1], 1, 10, 0, 0), (2, M[0], 4, None, 0, 0)],
+                 [(1, M[0], 5, None, 1, 0), (1, M[2], 2, None, 1, 0), (2, M[0], 5, None, 1, 0)])
+    sql.run(con, "drift", tolerance_abs=0, tolerance_rel=0.0)
+    sql.run(con, "attribute")
+    sql.run(con, "drift_money", stream_has_spend=False)
+    got = {(r[0], r[1].minute): r[2] for r in con.execute(
+        "SELECT ad_id, window_start, money_at_risk_micros FROM drift_out").fetchall()}
+    assert got == {
+        (1, 0): round(Fraction(2 * 1_000_001, 3)),  # 666,667.33 -> 666,667
+        (1, 1): -10,  # missing in stream: the whole window's spend
+        (1, 2): round(Fraction(2 * 1_000_011, 4)),  # phantom: the ad's day average price
+        (2, 0): None,  # no price known
+    }
+
+
+def test_drift_money_sql_uses_stream_spend_when_present(con) -> None:
+    drift_inputs(con, [(1, M[0], 3, 300, 0, 0), (1, M[1], 2, 200, 0, 0)],
+                 [(1, M[0], 4, 450, 1, 0), (1, M[3], 1, 99, 1, 0)])
+    sql.run(con, "drift", tolerance_abs=0, tolerance_rel=0.0)
+    sql.run(con, "attribute")
+    sql.run(con, "drift_money", stream_has_spend=True)
+    rows = con.execute("SELECT window_start, money_at_risk_micros FROM drift_out").fetchall()
+    got = {r[0].minute: r[1] for r in rows}
+    assert got == {0: 150, 1: -200, 3: 99}
+
+
+def test_no_sql_file_without_a_test() -> None:
+    """A new sql/ file must be added here, and to a golden or rule test."""
+    used = {"validate", "read", "dedup", "totals", "ledger", "invalid_by_reason", "quarantine_rows", "conflicts",
+            "stream", "stream_counts", "drift", "attribute", "money", "drift_money", "batch_windows", "totals_out"}
+    assert {p.stem for p in sql.sql_dir().glob("*.sql")} <= used
