@@ -31,8 +31,9 @@ FACTS_SCHEMA = pa.schema([
     ("spend_micros", pa.int64()), ("duplicate_copies", pa.int64()), ("late_clicks", pa.int64()),
 ])
 
-#: Data files whose hashes decide whether a re-run changed the day.
+#: The data files; with the report and CSVs they make up a version (the manifest aside).
 CONTENT_FILES = ("totals.parquet", "drift.parquet", "quarantine.parquet", "conflicts.parquet", "summary.json")
+OUTPUT_FILES = (*CONTENT_FILES, "report.html", "drift_flagged.csv", "ads_daily.csv")
 
 
 @dataclass
@@ -123,7 +124,7 @@ def reconcile(cfg: ReconcileConfig) -> RunResult:
         staged, summary = build_outputs(cfg, inputs, merged, result, work / "out")
         previous = _previous_totals(day)
         manifest = build_manifest(cfg, inputs, summary, run_id, started, result.totals, previous)
-        commit = day.publish(staged, manifest, compare=CONTENT_FILES)
+        commit = day.publish(staged, manifest, compare=OUTPUT_FILES)
     log.info("%s %s in %.1fs: %s", "unchanged" if commit.unchanged else "published", commit.url,
              time.monotonic() - started, summary["status"])
     return RunResult(summary, commit, summary["exit_code"])

@@ -131,6 +131,7 @@ class LocalStore:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
+            os.chmod(tmp, 0o644)  # mkstemp makes it private; outputs are as readable as any other
             os.replace(tmp, target)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 from click.testing import CliRunner
 
 from billing.cli import cli
-from billing.pipeline import CONTENT_FILES, reconcile
+from billing.pipeline import OUTPUT_FILES, reconcile
 from tests.lake import at, click, config, write_raw, write_stream
 
 
@@ -33,7 +33,7 @@ def test_rerun_is_byte_identical_and_commits_nothing(tmp_path: Path, demo_lake: 
     cfg = config(tmp_path, raw=str(demo_lake / "raw"), stream=str(demo_lake / "stream"))
     first = reconcile(cfg)
     v1 = Path(first.commit.url)
-    hashes = {n: sha(v1 / n) for n in CONTENT_FILES}
+    hashes = {n: sha(v1 / n) for n in OUTPUT_FILES}
     second = reconcile(cfg)
     assert second.commit.unchanged and second.commit.version == 1
     assert second.exit_code == first.exit_code == 3
@@ -41,9 +41,9 @@ def test_rerun_is_byte_identical_and_commits_nothing(tmp_path: Path, demo_lake: 
     # run into a fresh OUT and compare the bytes
     third = reconcile(config(tmp_path, raw=str(demo_lake / "raw"), stream=str(demo_lake / "stream"),
                              out=str(tmp_path / "again"), threads=1))
-    assert {n: sha(Path(third.commit.url) / n) for n in CONTENT_FILES} == hashes
+    assert {n: sha(Path(third.commit.url) / n) for n in OUTPUT_FILES} == hashes
     manifest = json.loads((v1 / "manifest.json").read_text())
-    assert {n: manifest["outputs"][n]["sha256"] for n in CONTENT_FILES} == hashes
+    assert {n: manifest["outputs"][n]["sha256"] for n in OUTPUT_FILES} == hashes
 
 
 def test_restatement_commits_next_version_and_keeps_the_old(tmp_path: Path) -> None:

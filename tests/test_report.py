@@ -1,0 +1,144 @@
+"""The report finance reads: self-contained, escaped, exact, and real in a real browser."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from billing.cli import cli
+from billing.money import money
+from billing.pipeline import reconcile
+from tests.lake import at, click, config, write_raw, write_stream
+
+
+@pytest.fixture
+def published(tmp_path: Path, demo_lake: Path) -> Path:
+    result = reconcile(config(tmp_path, raw=str(demo_lake / "raw"), stream=str(demo_lake / "stream")))
+    return Path(result.commit.url)
+
+
+class Refs(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.refs: list[tuple[str, str, str]] = []
+        self.tags: set[str] = set()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.add(tag)
+        for k, v in attrs:
+            if k in ("src", "href", "xlink:href", "action", "data", "poster", "srcset") and v:
+                self.refs.append((tag, k, v))
+
+
+def test_report_is_self_contained(published: Path) -> None:
+    page = (published / "report.html").read_text(encoding="utf-8")
+    p = Refs()
+    p.feed(page)
+    assert not {"link", "img", "iframe", "object", "embed"} & p.tags
+    assert all(v.startswith("#") for _, _, v in p.refs), p.refs  # only links inside the page
+    assert "<svg" in page and "@import" not in page
+    assert all(u.startswith("#") for u in re.findall(r"url\(([^)]*)\)", page))  # clip paths inside the SVG
+    without_ns = re.sub(r'xmlns(:\w+)?="[^"]*"', "", page)
+    assert "http://" not in without_ns and "https://" not in without_ns
+    assert "<script src" not in page
+
+
+def test_report_shows_key_figures_and_balanced_ledger(published: Path) -> None:
+    page = (published / "report.html").read_text(encoding="utf-8")
+    s = json.loads((published / "summary.json").read_text())
+    led = s["ledger"]
+    assert "Drift flagged" in page
+    assert f"{led['billable_clicks']:,}" in page and money(led["billable_spend_micros"]) in page
+    assert f"{s['stream']['clicks']:,}" in page and f"{s['drift']['net_delta_clicks']:+,} clicks" in page
+    assert (f"Balances: {led['rows_read']:,} − {led['rows_invalid']:,} − {led['duplicates_removed']:,} − "
+            f"{led['clicks_out_of_day']:,} = {led['billable_clicks']:,} billed") in page
+    for cause in s["drift"]["by_cause"]:
+        assert cause in page
+
+
+def test_hostile_values_are_escaped(tmp_path: Path) -> None:
+    hostile = "<script>alert('x')</script>"
+    write_raw(tmp_path / "raw", "dt=2026-11-26/hour=10/a.parquet",
+              [click(at(10), seq=1), {**click(at(10), seq=2), "ad_id": None, "campaign": hostile}])
+    write_stream(tmp_path / "stream", [(1, at(10), 1)])
+    result = reconcile(config(tmp_path))
+    page = (Path(result.commit.url) / "report.html").read_text(encoding="utf-8")
+    assert hostile not in page
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in page
+    assert page.count("<script>") == 1  # ours, the table sorter
+
+
+def test_csv_exports_open_as_utf8_with_iso_times(published: Path) -> None:
+    drift = pq.read_table(published / "drift.parquet").to_pylist()
+    with open(published / "drift_flagged.csv", encoding="utf-8-sig", newline="") as f:
+        rows = list(csv.DictReader(f))
+    flagged = [d for d in drift if d["flagged"]]
+    assert len(rows) == len(flagged) > 0
+    assert rows[0]["window_start"] == flagged[0]["window_start"].strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert [int(r["delta"]) for r in rows] == [d["delta"] for d in flagged]
+    assert [r["cause"] for r in rows] == [d["cause"] for d in flagged]
+    with open(published / "ads_daily.csv", encoding="utf-8-sig", newline="") as f:
+        ads = list(csv.DictReader(f))
+    totals = pq.read_table(published / "totals.parquet").to_pylist()
+    assert sum(int(a["billable_clicks"]) for a in ads) == sum(t["clicks"] for t in totals)
+    assert sum(int(a["spend_micros"] or 0) for a in ads) == sum(t["spend_micros"] for t in totals)
+    assert sum(int(a["delta"]) for a in ads) == sum(d["delta"] for d in drift)
+    assert sum(int(a["money_at_risk_micros"] or 0) for a in ads) == sum(
+        d["money_at_risk_micros"] or 0 for d in drift)
+
+
+def test_report_command_rerenders_from_stored_outputs(published: Path, tmp_path: Path) -> None:
+    names = ("report.html", "drift_flagged.csv", "ads_daily.csv")
+    before = {n: (published / n).read_bytes() for n in names}
+    for n in names:
+        (published / n).unlink()
+    (published / "totals.parquet").rename(published / "totals.bak")  # proves nothing is recomputed from raw
+    (published / "totals.bak").rename(published / "totals.parquet")
+    r = CliRunner().invoke(cli, ["report", "--date", "2026-11-26", "--out", str(tmp_path / "out")])
+    assert r.exit_code == 0, r.output
+    assert {n: (published / n).read_bytes() for n in names} == before
+
+
+@pytest.mark.integration
+def test_report_in_headless_chromium(published: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from playwright.sync_api import sync_playwright
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "Debian's chromium is missing: `make browser` installs it"
+    summary = json.loads((published / "summary.json").read_text())
+    problems: list[str] = []
+    requests: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None)
+        page.on("pageerror", lambda exc: problems.append(str(exc)))
+        page.on("request", lambda req: requests.append(req.url))
+        page.goto((published / "report.html").as_uri())
+        page.wait_for_selector("body[data-ready=yes]")
+        text = page.inner_text("body")
+        page.locator("#top-delta th", has_text="delta").click()  # the inline sorter: ascending by delta
+        cells = page.locator("#top-delta tbody tr td:nth-child(5)").all_inner_texts()
+        deltas = [int(t.replace(",", "")) for t in cells]
+        shot = tmp_path / "report.png"
+        page.screenshot(path=str(shot), full_page=True)
+        browser.close()
+    assert problems == []
+    assert requests == [(published / "report.html").as_uri()]  # nothing else was fetched
+    assert shot.stat().st_size > 50_000
+    assert len(deltas) > 1 and deltas == sorted(deltas)
+    assert "Drift flagged" in text
+    assert f"{summary['ledger']['billable_clicks']:,}" in text
+    assert money(summary["ledger"]["billable_spend_micros"]) in text
+    assert f"{summary['stream']['clicks']:,}" in text
