@@ -108,6 +108,7 @@ def reconcile(cfg: ReconcileConfig) -> RunResult:
     inputs = open_inputs(cfg)
     day = Day(inputs.out, cfg.date)
     with day.lock(run_id), tempfile.TemporaryDirectory(prefix="billing-") as tmp:
+        faults.point("after_lock")
         work = Path(tmp)
         merged = dedup_day(cfg, inputs, work)
         stream_table = read.read_stream(inputs.stream, inputs.stream_files)

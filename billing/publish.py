@@ -149,15 +149,18 @@ class Day:
         body = json.dumps(holder).encode()
         if not self.out.create_exclusive(self.path(LOCK), body):
             other = self._read_lock()
-            if other is not None and not _stale(other):
+            if other is not None and other.get("run_id") == run_id:
+                pass  # our own create went through and its answer was lost; the retry saw it
+            elif other is not None and not _stale(other):
                 raise LockedError(
                     f"{self.date} is being reconciled by another run (host {other.get('host')}, "
                     f"pid {other.get('pid')}, run {other.get('run_id')}, since {other.get('acquired_at')}); "
                     f"lock: {self.url(LOCK)}")
-            log.warning("breaking stale lock %s held by %s", self.url(LOCK), other)
-            self.out.delete(self.path(LOCK))
-            if not self.out.create_exclusive(self.path(LOCK), body):
-                raise LockedError(f"{self.date}: lost the race for {self.url(LOCK)} to another run")
+            else:
+                log.warning("breaking stale lock %s held by %s", self.url(LOCK), other)
+                self.out.delete(self.path(LOCK))
+                if not self.out.create_exclusive(self.path(LOCK), body):
+                    raise LockedError(f"{self.date}: lost the race for {self.url(LOCK)} to another run")
         try:
             yield
         finally:
@@ -193,9 +196,8 @@ class Day:
         version = max([0, *self.version_dirs(), current or 0]) + 1
         vdir = f"v={version}"
         for name, local in sorted(staged.items()):
-            stem = name.split(".", 1)[0]
-            point = f"mid_write_{stem}"
-            if point in faults.POINTS and os.environ.get(faults.ENV) == point:
+            point = f"mid_write_{name.split('.', 1)[0]}"
+            if faults.armed(point):  # die with half the file written where readers could look
                 data = local.read_bytes()
                 self.out.write_bytes(self.path(vdir, name), data[: len(data) // 2])
                 faults.point(point)

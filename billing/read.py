@@ -112,6 +112,19 @@ class SourceFile:
         return self.info.path
 
 
+def _is_storage_fault(e: BaseException) -> bool:
+    """pyarrow reports S3 trouble as OSError with the AWS error in the text; bad bytes are ArrowInvalid."""
+    text = str(e)
+    return isinstance(e, OSError) and not isinstance(e, pa.ArrowInvalid) and (
+        "AWS Error" in text or "curlCode" in text or "When reading" in text or "When getting" in text)
+
+
+def _read_error(store: Store, path: str, e: BaseException, what: str) -> BadInputError:
+    if _is_storage_fault(e):
+        return StorageError(f"cannot read {store.url(path)}: {_first_line(e)}")
+    return BadInputError(f"{store.url(path)}: {what} ({_first_line(e)})")
+
+
 def _open_parquet(store: Store, path: str) -> pq.ParquetFile:
     """A Parquet reader over ``path``; close it (``with``) to release the handle."""
     try:
@@ -119,7 +132,7 @@ def _open_parquet(store: Store, path: str) -> pq.ParquetFile:
     except StorageError:
         raise
     except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as e:
-        raise BadInputError(f"{store.url(path)}: not a readable Parquet file ({_first_line(e)})") from e
+        raise _read_error(store, path, e, "not a readable Parquet file") from e
 
 
 def _first_line(e: BaseException) -> str:
@@ -233,21 +246,21 @@ def click_batches(store: Store, sources: list[SourceFile], rng: ClickRange, fail
     """
     try:
         for src in sources:
-            where = store.url(src.path)
             groups = [g for g, (mn, mx, _, nulls) in enumerate(src.row_group_click_ranges)
                       if rng.overlaps(mn, mx, nulls)]
             if not groups:
                 continue
             starts = np.concatenate([[0], np.cumsum([r[2] for r in src.row_group_click_ranges])])
             with _open_parquet(store, src.path) as pfile:
-                yield from _slice_of_file(pfile, src, groups, starts, rng, where, batch_rows)
+                yield from _slice_of_file(store, pfile, src, groups, starts, rng, batch_rows)
     except BaseException as e:
         failure.error = e
         raise
 
 
-def _slice_of_file(pfile: pq.ParquetFile, src: SourceFile, groups: list[int], starts: np.ndarray,
-                   rng: ClickRange, where: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
+def _slice_of_file(store: Store, pfile: pq.ParquetFile, src: SourceFile, groups: list[int], starts: np.ndarray,
+                   rng: ClickRange, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    where = store.url(src.path)
     needed = [p.name for p in src.plans if p.source is not None]
     for g in groups:
         row_start = int(starts[g])
@@ -267,7 +280,7 @@ def _slice_of_file(pfile: pq.ParquetFile, src: SourceFile, groups: list[int], st
         except BadInputError:
             raise
         except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as e:
-            raise BadInputError(f"{where}: corrupt Parquet data ({_first_line(e)})") from e
+            raise _read_error(store, src.path, e, "corrupt Parquet data") from e
 
 
 def click_reader(store: Store, sources: list[SourceFile], rng: ClickRange,
@@ -310,7 +323,7 @@ def read_stream(store: Store, files: list[FileInfo]) -> pa.Table:
             try:
                 table = pfile.read(columns=[p.name for p in plans if p.source is not None])
             except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as e:
-                raise BadInputError(f"{where}: corrupt Parquet data ({_first_line(e)})") from e
+                raise _read_error(store, f.path, e, "corrupt Parquet data") from e
         cols = {}
         for p in plans:
             cols[p.name] = (pa.nulls(table.num_rows, p.target) if p.source is None

@@ -23,7 +23,10 @@ import pyarrow.fs as pafs
 
 from billing.errors import StorageError
 
-S3_MAX_ATTEMPTS = 8
+
+def s3_max_attempts() -> int:
+    """Attempts per S3 request, first included (``BILLING_S3_MAX_ATTEMPTS``, default 8)."""
+    return max(1, int(os.environ.get("BILLING_S3_MAX_ATTEMPTS", "8")))
 
 
 @dataclass(frozen=True)
@@ -191,16 +194,17 @@ class S3Store:
         self.uri = f"s3://{bucket}/{prefix}".rstrip("/")
         self.endpoint = s3_endpoint(endpoint)
         region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+        attempts = s3_max_attempts()
         self._s3 = boto3.client(
             "s3",
             endpoint_url=self.endpoint,
             region_name=region,
-            config=Config(retries={"max_attempts": S3_MAX_ATTEMPTS, "mode": "standard"},
+            config=Config(retries={"max_attempts": attempts, "mode": "standard"},
                           connect_timeout=10, read_timeout=60),
         )
         fs_kwargs: dict[str, Any] = {
             "region": region,
-            "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=S3_MAX_ATTEMPTS),
+            "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=attempts),
             "connect_timeout": 10,
             "request_timeout": 60,
         }
