@@ -1,0 +1,244 @@
+"""Bad input: structurally unusable input stops the run with exit 2, one line naming the file or value,
+and publishes nothing. Merely bad rows are quarantined (see test_rules)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from billing.cli import cli
+from tests.lake import at, click, write_raw, write_stream
+
+GOOD = "dt=2026-11-26/hour=10/good.parquet"
+
+
+def good_lake(tmp: Path) -> None:
+    write_raw(tmp / "raw", GOOD, [click(at(10), seq=i) for i in range(50)])
+    write_stream(tmp / "stream", [(1, at(10), 50)])
+
+
+def invoke(tmp: Path, *extra: str, raw: str | None = None, stream: str | None = None, out: str | None = None):
+    args = ["reconcile", "--date", "2026-11-26", "--raw", raw or str(tmp / "raw"),
+            "--stream", stream or str(tmp / "stream"), "--out", out or str(tmp / "out"), *extra]
+    return CliRunner().invoke(cli, args)
+
+
+def published_nothing(out: Path) -> bool:
+    day = out / "dt=2026-11-26"
+    return not day.exists() or sorted(p.name for p in day.iterdir()) == []
+
+
+def truncated(tmp: Path) -> str:
+    p = tmp / "raw" / "dt=2026-11-26/hour=11/cut.parquet"
+    write_raw(tmp / "raw", "dt=2026-11-26/hour=11/cut.parquet", [click(at(11), seq=i) for i in range(500)])
+    p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
+    return "hour=11/cut.parquet: not a readable Parquet file"
+
+
+def corrupt_pages(tmp: Path) -> str:
+    rel = "dt=2026-11-26/hour=11/rot.parquet"
+    p = tmp / "raw" / rel
+    p.parent.mkdir(parents=True, exist_ok=True)
+    rows = [click(at(11, i % 60), seq=i % 4096, ad=i % 97) for i in range(20_000)]
+    from tests.lake import RAW_SCHEMA
+
+    pq.write_table(pa.Table.from_pylist(rows, schema=RAW_SCHEMA), p, compression="zstd")
+    data = bytearray(p.read_bytes())
+    footer = int.from_bytes(data[-8:-4], "little") + 8
+    start = 64
+    data[start:len(data) - footer - 64] = bytes(len(data) - footer - 64 - start)  # zero the pages, keep the footer
+    p.write_bytes(bytes(data))
+    return "hour=11/rot.parquet: corrupt Parquet data"
+
+
+def not_parquet(tmp: Path) -> str:
+    (tmp / "raw" / "dt=2026-11-26/hour=10/notes.txt").write_text("click_id,ad_id\n1,2\n")
+    return "hour=10/notes.txt: not a readable Parquet file"
+
+
+def drop_column(name: str, new_type: pa.DataType | None = None) -> Callable[[Path], str]:
+    def make(tmp: Path) -> str:
+        from tests.lake import RAW_SCHEMA
+
+        fields = [f for f in RAW_SCHEMA if f.name != name]
+        if new_type is not None:
+            fields.append(pa.field(name, new_type))
+        schema = pa.schema(fields)
+        row = click(at(11), seq=7)
+        if new_type is not None:
+            row[name] = str(row[name])
+        write_raw(tmp / "raw", "dt=2026-11-26/hour=11/odd.parquet", [{k: row[k] for k in schema.names}], schema)
+        if new_type is None:
+            return f"hour=11/odd.parquet: required column {name!r} is missing"
+        kind = "a timestamp" if name.endswith("time") else "an integer"
+        return f"hour=11/odd.parquet: column {name!r} has type string, expected {kind}"
+    return make
+
+
+def overflow(tmp: Path) -> str:
+    schema = pa.schema([("click_id", pa.uint64()), ("ad_id", pa.int64()), ("event_time", pa.timestamp("us"))])
+    write_raw(tmp / "raw", "dt=2026-11-26/hour=11/big.parquet",
+              [{"click_id": 2**63 + 5, "ad_id": 1, "event_time": at(11).replace(tzinfo=None)}], schema)
+    return "hour=11/big.parquet: column 'click_id' does not fit int64"
+
+
+def stream_wrong_type(tmp: Path) -> str:
+    p = tmp / "stream" / "dt=2026-11-26" / "part-0.parquet"
+    pq.write_table(pa.table({"ad_id": pa.array([1], pa.int64()), "window_start": pa.array([at(10)]),
+                             "clicks": pa.array(["50"])}), p)
+    return "dt=2026-11-26/part-0.parquet: column 'clicks' has type string, expected an integer"
+
+
+CASES: dict[str, Callable[[Path], str]] = {
+    "truncated parquet": truncated,
+    "corrupt data pages": corrupt_pages,
+    "non-parquet file in a partition": not_parquet,
+    "required column missing": drop_column("ad_id"),
+    "click_id as string": drop_column("click_id", pa.string()),
+    "event_time as string": drop_column("event_time", pa.string()),
+    "click_id overflows int64": overflow,
+    "stream clicks as string": stream_wrong_type,
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_unusable_file_exits_2_and_publishes_nothing(tmp_path: Path, case: str) -> None:
+    good_lake(tmp_path)
+    expected = CASES[case](tmp_path)
+    r = invoke(tmp_path)
+    assert r.exit_code == 2, r.output
+    lines = r.stderr.strip().splitlines()  # progress logs may precede it; the reason is one last line
+    errors = [line for line in lines if "error" in line.lower()]
+    assert errors == [lines[-1]] and lines[-1].startswith("billing: error: "), r.stderr
+    assert expected in lines[-1]
+    assert published_nothing(tmp_path / "out")
+
+
+def test_bad_input_leaves_a_published_day_untouched(tmp_path: Path) -> None:
+    good_lake(tmp_path)
+    assert invoke(tmp_path).exit_code == 0
+    before = {p.relative_to(tmp_path): p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file()}
+    truncated(tmp_path)
+    assert invoke(tmp_path).exit_code == 2
+    after = {p.relative_to(tmp_path): p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file()}
+    assert after == before
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--date", "26/11/2026"], "billing: error: not a date: '26/11/2026' (use YYYY-MM-DD)"),
+    (["--date", "2026-11-31"], "billing: error: not a date: '2026-11-31' (use YYYY-MM-DD)"),
+])
+def test_unparseable_date(tmp_path: Path, args: list[str], message: str) -> None:
+    good_lake(tmp_path)
+    r = invoke(tmp_path, *args)
+    assert (r.exit_code, r.stderr.strip()) == (2, message)
+
+
+def test_no_raw_partition_exits_2_unless_allow_empty(tmp_path: Path) -> None:
+    good_lake(tmp_path)
+    r = invoke(tmp_path, "--date", "2026-11-20")
+    assert r.exit_code == 2
+    assert r.stderr.strip() == (f"billing: error: no raw partition dt=2026-11-20 under {tmp_path / 'raw'} "
+                                f"(use --allow-empty to publish an empty day)")
+    write_stream(tmp_path / "stream", [], date=dt.date(2026, 11, 20))
+    r = invoke(tmp_path, "--date", "2026-11-20", "--allow-empty", "--json")
+    assert r.exit_code == 0, r.output
+    s = json.loads(r.stdout)
+    assert s["status"] == "billable" and s["ledger"]["rows_read"] == 0 and s["ledger"]["billable_clicks"] == 0
+    assert pq.read_table(tmp_path / "out/dt=2026-11-20/v=1/totals.parquet").num_rows == 0
+
+
+def test_missing_stream_partition_exits_2_unless_optional(tmp_path: Path) -> None:
+    good_lake(tmp_path)
+    (tmp_path / "stream" / "dt=2026-11-26" / "part-0.parquet").unlink()
+    r = invoke(tmp_path)
+    assert r.exit_code == 2 and "no stream partition dt=2026-11-26" in r.stderr
+    assert published_nothing(tmp_path / "out")
+    r = invoke(tmp_path, "--stream-optional", "--json")
+    assert r.exit_code == 3
+    s = json.loads(r.stdout)
+    assert s["drift"]["by_status"] == {"missing_in_stream": 1} and s["drift"]["by_cause"] == {
+        "missing_window": {"keys": 1, "clicks": 50}}
+
+
+def test_missing_raw_root(tmp_path: Path) -> None:
+    good_lake(tmp_path)
+    r = invoke(tmp_path, raw=str(tmp_path / "nope"))
+    assert (r.exit_code, r.stderr.strip()) == (2, f"billing: error: no such directory: {tmp_path / 'nope'}")
+
+
+def test_output_inside_raw_is_refused(tmp_path: Path) -> None:
+    good_lake(tmp_path)
+    r = invoke(tmp_path, out=str(tmp_path / "raw" / "billing"))
+    assert r.exit_code == 2
+    assert r.stderr.strip() == (f"billing: error: --out {tmp_path / 'raw' / 'billing'} lies inside --raw "
+                                f"{tmp_path / 'raw'}: outputs would become inputs")
+    assert not (tmp_path / "raw" / "billing").exists()
+
+
+def test_values_never_reach_sql_text(tmp_path: Path) -> None:
+    """A path and values that would break SQL built by string formatting are read as data."""
+    good_lake(tmp_path)
+    write_raw(tmp_path / "raw", "dt=2026-11-26/hour=12/x'); DROP TABLE clicks; --.parquet",
+              [click(at(12), seq=1, note="'; DELETE FROM winners; --")])
+    r = invoke(tmp_path, "--json")
+    assert r.exit_code == 3, r.output  # the stream does not know the extra click: drift, not an error
+    assert json.loads(r.stdout)["ledger"]["billable_clicks"] == 51
+
+
+@pytest.mark.integration
+def test_missing_bucket(s3, tmp_path: Path) -> None:
+    good_lake(tmp_path)
+    r = invoke(tmp_path, raw=f"s3://{s3.bucket}-missing/raw")
+    assert r.exit_code == 2
+    assert r.stderr.strip() == f"billing: error: cannot list s3://{s3.bucket}-missing/raw: NoSuchBucket"
+    assert published_nothing(tmp_path / "out")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def moto_with_auth() -> Iterator[str]:
+    """A second moto server that checks credentials (only IAM-created keys are valid)."""
+    port = _free_port()
+    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"}
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    yield f"http://127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.mark.integration
+def test_wrong_credentials(moto_with_auth: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    good_lake(tmp_path)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAWRONGWRONGWRONG1")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong-secret-value")
+    r = invoke(tmp_path, "--s3-endpoint", moto_with_auth, raw="s3://lake/raw")
+    assert r.exit_code == 2
+    assert r.stderr.strip() == "billing: error: cannot list s3://lake/raw: InvalidAccessKeyId"
+    assert "wrong-secret-value" not in r.output
+    assert published_nothing(tmp_path / "out")
