@@ -13,7 +13,7 @@ from billing import sql
 
 
 def pick_winners(con: duckdb.DuckDBPyConnection) -> None:
-    """Table ``winners``: click_id, won (the winning copy), copies, conflict."""
+    """Table ``ranked``: every valid copy with its rank in its click_id (1 = winner) and its winner's window."""
     sql.run(con, "dedup")
 
 

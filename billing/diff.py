@@ -23,6 +23,8 @@ class DiffResult:
     drift: pa.Table
     """drift.parquet's columns plus ``explained_clicks`` (dropped before publishing)."""
     stream_counts: dict[str, int]
+    summary: dict[str, Any]
+    """The ``drift`` block of summary.json."""
 
 
 def diff(con: duckdb.DuckDBPyConnection, cfg: ReconcileConfig, facts: pa.Table, stream: pa.Table, *,
@@ -39,51 +41,32 @@ def diff(con: duckdb.DuckDBPyConnection, cfg: ReconcileConfig, facts: pa.Table, 
         sql.run(con, "attribute")
         sql.run(con, "drift_money", stream_has_spend=stream_has_spend)
         drift = con.sql("SELECT * FROM drift_out ORDER BY ad_id, window_start").to_arrow_table()
+        block = drift_summary(con)
     finally:
         con.unregister("batch_facts")
         con.unregister("stream_source")
-    return DiffResult(totals, drift, {k: int(v) for k, v in counts.items()})
+    return DiffResult(totals, drift, {k: int(v) for k, v in counts.items()}, block)
 
 
-def drift_summary(drift: pa.Table) -> dict[str, Any]:
-    """The ``drift`` block of summary.json, computed from the finished drift table."""
-    rows = drift.to_pylist()
+def drift_summary(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+    """The ``drift`` block of summary.json, computed in SQL from table ``drift_out``."""
+    (t,) = sql.fetch_dicts(con, "drift_summary")
     by_status: dict[str, int] = {}
     by_cause: dict[str, dict[str, int]] = {}
-    unexplained_keys = unexplained_clicks = 0
-    net = absolute = 0
-    money_net = money_abs = money_flagged = 0
-    priced = False
-    for r in rows:
-        by_status[r["status"]] = by_status.get(r["status"], 0) + 1
-        net += r["delta"]
-        absolute += abs(r["delta"])
-        m = r["money_at_risk_micros"]
-        if m is not None:
-            priced = True
-            money_net += m
-            money_abs += abs(m)
-            if r["flagged"]:
-                money_flagged += abs(m)
-        if r["flagged"]:
-            c = by_cause.setdefault(r["cause"], {"keys": 0, "clicks": 0})
-            c["keys"] += 1
-            c["clicks"] += r["explained_clicks"]
-            rest = abs(r["delta"]) - r["explained_clicks"]
-            if rest:
-                unexplained_keys += 1
-                unexplained_clicks += rest
+    for r in sql.fetch_dicts(con, "drift_by"):
+        if r["kind"] == "status":
+            by_status[r["name"]] = int(r["keys"])
+        else:
+            by_cause[r["name"]] = {"keys": int(r["keys"]), "clicks": int(r["clicks"])}
+    priced = t["priced_keys"] > 0
     return {
-        "keys": len(rows),
-        "flagged": sum(1 for r in rows if r["flagged"]),
-        "by_status": dict(sorted(by_status.items())),
-        "net_delta_clicks": net,
-        "abs_delta_clicks": absolute,
-        "by_cause": dict(sorted(by_cause.items())),
-        "unexplained": {"keys": unexplained_keys, "clicks": unexplained_clicks},
-        "money": {
-            "net_at_risk_micros": money_net if priced else None,
-            "abs_at_risk_micros": money_abs if priced else None,
-            "flagged_abs_at_risk_micros": money_flagged if priced else None,
-        },
+        "keys": t["keys"],
+        "flagged": t["flagged"],
+        "by_status": by_status,
+        "net_delta_clicks": t["net_delta_clicks"],
+        "abs_delta_clicks": t["abs_delta_clicks"],
+        "by_cause": by_cause,
+        "unexplained": {"keys": t["unexplained_keys"], "clicks": t["unexplained_clicks"]},
+        "money": {k: (t[k] if priced else None)
+                  for k in ("net_at_risk_micros", "abs_at_risk_micros", "flagged_abs_at_risk_micros")},
     }

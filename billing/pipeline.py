@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 import billing
 from billing import engine, faults, read, report, schemas, slices
 from billing.config import ReconcileConfig
-from billing.diff import diff, drift_summary
+from billing.diff import DiffResult, diff
 from billing.errors import BadInputError, UsageError
 from billing.publish import Commit, Day, new_run_id, write_json, write_parquet
 from billing.storage import FileInfo, Store, contains, open_store
@@ -146,7 +146,7 @@ def verdict(drift: dict[str, Any]) -> tuple[str, int]:
     return "billable", 0
 
 
-def build_outputs(cfg: ReconcileConfig, inputs: Inputs, merged: slices.SlicePartial, result: Any,
+def build_outputs(cfg: ReconcileConfig, inputs: Inputs, merged: slices.SlicePartial, result: DiffResult,
                   folder: Path) -> tuple[dict[str, Path], dict[str, Any]]:
     """Stage every output file locally, checked against its contract; return paths and summary."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -167,7 +167,7 @@ def build_outputs(cfg: ReconcileConfig, inputs: Inputs, merged: slices.SlicePart
     totals_spend = pc.sum(totals.column("spend_micros")).as_py()
     ledger.check_balance(totals_clicks=totals_clicks, totals_spend=totals_spend)
 
-    drift_block = drift_summary(drift_full)
+    drift_block = result.summary
     status, code = verdict(drift_block)
     summary = {
         "date": cfg.date.isoformat(),

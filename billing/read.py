@@ -142,10 +142,13 @@ def _first_line(e: BaseException) -> str:
 
 def inspect_raw(store: Store, files: list[PartitionFile]) -> list[SourceFile]:
     out = []
+    checked: dict[pa.Schema, list[ColumnPlan]] = {}  # files of one writer share a schema: check it once
     for i, pf in enumerate(files):
         with _open_parquet(store, pf.info.path) as pfile:
             schema = pfile.schema_arrow
-            plans = check_structure(RawClick, schema, store.url(pf.info.path))
+            if schema not in checked:
+                checked[schema] = check_structure(RawClick, schema, store.url(pf.info.path))
+            plans = checked[schema]
             ranges = _click_ranges(pfile)
         out.append(SourceFile(i, pf.info, pfile.metadata.num_rows, plans, schema.names, pf.ingest_cutoff, ranges))
     return out

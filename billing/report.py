@@ -84,48 +84,58 @@ def render_all(folder: Path, *, summary: dict[str, Any], drift: pa.Table, totals
 
 # --- aggregates ----------------------------------------------------------------------------------
 
+def _by_key(table: pa.Table, key: str, aggs: list[tuple[str, str]]) -> dict[Any, dict[str, Any]]:
+    if table.num_rows == 0:
+        return {}
+    g = table.group_by(key).aggregate(aggs)
+    cols = {name: g.column(name).to_pylist() for name in g.column_names}
+    return {k: {name: cols[name][i] for name in cols} for i, k in enumerate(cols[key])}
+
+
 def per_ad(totals: pa.Table, drift: pa.Table) -> list[dict[str, Any]]:
-    """Per ad: billable clicks and spend, stream clicks, delta, money at risk (sorted by ad)."""
-    rows: dict[int, dict[str, Any]] = defaultdict(lambda: {"billable_clicks": 0, "spend_micros": None,
-                                                          "stream_clicks": 0, "delta": 0,
-                                                          "money_at_risk_micros": None, "flagged_windows": 0,
-                                                          "causes": defaultdict(int)})
-    if totals.num_rows:
-        g = totals.group_by("ad_id").aggregate([("clicks", "sum"), ("spend_micros", "sum")])
-        for ad, c, s in zip(*(g.column(x).to_pylist() for x in ("ad_id", "clicks_sum", "spend_micros_sum")),
-                            strict=True):
-            rows[ad]["billable_clicks"] = c
-            rows[ad]["spend_micros"] = s
-    for r in drift.select(["ad_id", "stream_clicks", "delta", "money_at_risk_micros", "flagged", "cause"]).to_pylist():
-        a = rows[r["ad_id"]]
-        a["stream_clicks"] += r["stream_clicks"]
-        a["delta"] += r["delta"]
-        if r["money_at_risk_micros"] is not None:
-            a["money_at_risk_micros"] = (a["money_at_risk_micros"] or 0) + r["money_at_risk_micros"]
-        if r["flagged"]:
-            a["flagged_windows"] += 1
-            a["causes"][r["cause"]] += abs(r["delta"])
+    """Per ad: billable clicks and spend, stream clicks, delta, money at risk (sorted by ad).
+
+    Aggregated in Arrow (a day holds millions of windows, but only thousands of ads).
+    """
+    billed = _by_key(totals, "ad_id", [("clicks", "sum"), ("spend_micros", "sum")])
+    flagged_tbl = drift.filter(drift.column("flagged")) if drift.num_rows else drift
+    drifted = _by_key(drift, "ad_id", [("stream_clicks", "sum"), ("delta", "sum"), ("money_at_risk_micros", "sum")])
+    n_flagged = _by_key(flagged_tbl, "ad_id", [("flagged", "count")])
+    main_cause: dict[int, str] = {}
+    if flagged_tbl.num_rows:
+        t = flagged_tbl.append_column("abs_delta", pc.abs(flagged_tbl.column("delta")))
+        g = t.group_by(["ad_id", "cause"]).aggregate([("abs_delta", "sum")])
+        g = g.sort_by([("ad_id", "ascending"), ("abs_delta_sum", "descending"), ("cause", "ascending")])
+        for ad, cause in zip(g.column("ad_id").to_pylist(), g.column("cause").to_pylist(), strict=True):
+            main_cause.setdefault(ad, cause)
     out = []
-    for ad in sorted(rows):
-        a = rows[ad]
-        causes = a.pop("causes")
-        a["main_cause"] = max(sorted(causes), key=lambda c: causes[c]) if causes else None
-        out.append({"ad_id": ad, **a})
+    for ad in sorted(set(billed) | set(drifted)):
+        b, d = billed.get(ad, {}), drifted.get(ad, {})
+        out.append({
+            "ad_id": ad,
+            "billable_clicks": b.get("clicks_sum") or 0,
+            "spend_micros": b.get("spend_micros_sum"),
+            "stream_clicks": d.get("stream_clicks_sum") or 0,
+            "delta": d.get("delta_sum") or 0,
+            "money_at_risk_micros": d.get("money_at_risk_micros_sum"),
+            "flagged_windows": n_flagged.get(ad, {}).get("flagged_count", 0),
+            "main_cause": main_cause.get(ad),
+        })
     return out
 
 
 def per_hour(drift: pa.Table) -> list[dict[str, int]]:
     hours = [{"hour": h, "batch": 0, "stream": 0, "flagged": 0, "abs_delta": 0} for h in range(24)]
-    if drift.num_rows:
-        hour = pc.hour(drift.column("window_start")).to_pylist()
-        for h, b, s, d, f in zip(hour, drift.column("batch_clicks").to_pylist(),
-                                 drift.column("stream_clicks").to_pylist(), drift.column("delta").to_pylist(),
-                                 drift.column("flagged").to_pylist(), strict=True):
-            hours[h]["batch"] += b
-            hours[h]["stream"] += s
-            if f:
-                hours[h]["flagged"] += 1
-                hours[h]["abs_delta"] += abs(d)
+    if drift.num_rows == 0:
+        return hours
+    t = pa.table({"hour": pc.hour(drift.column("window_start")), "batch": drift.column("batch_clicks"),
+                  "stream": drift.column("stream_clicks"), "flagged": drift.column("flagged"),
+                  "abs_delta": pc.if_else(drift.column("flagged"), pc.abs(drift.column("delta")), 0)})
+    g = t.group_by("hour").aggregate([("batch", "sum"), ("stream", "sum"), ("abs_delta", "sum"),
+                                      ("flagged", "sum")])
+    for h, b, s, a, f in zip(*(g.column(c).to_pylist() for c in
+                               ("hour", "batch_sum", "stream_sum", "abs_delta_sum", "flagged_sum")), strict=True):
+        hours[h].update(batch=b, stream=s, abs_delta=a, flagged=f)
     return hours
 
 

@@ -125,7 +125,7 @@ def run_slice(cfg: ReconcileConfig, store: Store, sources: list[SourceFile], rng
         reasons = validate.invalid_by_reason(con)
         partial = SlicePartial(
             window_facts=totals.window_facts(con, cfg),
-            ledger=totals.slice_ledger(con, cfg, reasons),
+            ledger=totals.slice_ledger(con, reasons),
             quarantine_pointers=validate.quarantine_pointers(con),
             conflicts=dedup.conflicts(con),
         )

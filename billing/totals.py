@@ -17,13 +17,20 @@ def day_bounds(date: dt.date) -> tuple[dt.datetime, dt.datetime]:
     return start, start + dt.timedelta(days=1)
 
 
+def day_minutes(date: dt.date) -> tuple[int, int]:
+    """Day D as [first, last) minute since the epoch: windows are whole minutes, so are days."""
+    start, end = day_bounds(date)
+    return int(start.timestamp()) // 60, int(end.timestamp()) // 60
+
+
 def window_facts(con: duckdb.DuckDBPyConnection, cfg: ReconcileConfig) -> pa.Table:
-    start, end = day_bounds(cfg.date)
-    sql.run(con, "totals", day_start=start, day_end=end, stream_lateness=cfg.stream_allowed_lateness)
-    return con.sql("SELECT * FROM window_facts").to_arrow_table()
+    """Table ``all_windows`` (every winner's window, in day or not); returns the in-day ones."""
+    first, last = day_minutes(cfg.date)
+    lateness_us = int(cfg.stream_allowed_lateness.total_seconds() * 1_000_000)
+    sql.run(con, "totals", day_start_minute=first, day_end_minute=last, stream_lateness_us=lateness_us)
+    return sql.table(con, "window_facts")
 
 
-def slice_ledger(con: duckdb.DuckDBPyConnection, cfg: ReconcileConfig, reasons: dict[str, int]) -> Ledger:
-    start, end = day_bounds(cfg.date)
-    (row,) = sql.fetch_dicts(con, "ledger", day_start=start, day_end=end)
+def slice_ledger(con: duckdb.DuckDBPyConnection, reasons: dict[str, int]) -> Ledger:
+    (row,) = sql.fetch_dicts(con, "ledger")
     return Ledger(invalid_by_reason=reasons, **{k: (int(v) if v is not None else None) for k, v in row.items()})

@@ -9,12 +9,15 @@ WITH shares AS (
     CASE WHEN d.status = 'stream_under' THEN least(-d.delta, d.late_clicks) ELSE 0 END AS late_share,
     CASE WHEN d.sink_rows > 1 AND d.delta > 0 THEN least(d.delta, d.extra_row_clicks) ELSE 0 END AS sink_share,
     greatest(
-      CASE WHEN p.flagged AND sign(p.delta) = -sign(d.delta) THEN least(abs(d.delta), abs(p.delta)) ELSE 0 END,
-      CASE WHEN n.flagged AND sign(n.delta) = -sign(d.delta) THEN least(abs(d.delta), abs(n.delta)) ELSE 0 END
+      CASE WHEN sign(p.delta) = -sign(d.delta) THEN least(abs(d.delta), abs(p.delta)) ELSE 0 END,
+      CASE WHEN sign(n.delta) = -sign(d.delta) THEN least(abs(d.delta), abs(n.delta)) ELSE 0 END
     ) AS shift_share
   FROM drift AS d
-  LEFT JOIN drift AS p ON p.ad_id = d.ad_id AND p.window_start = d.window_start - INTERVAL 1 MINUTE
-  LEFT JOIN drift AS n ON n.ad_id = d.ad_id AND n.window_start = d.window_start + INTERVAL 1 MINUTE
+  -- neighbours matter only when flagged: join against the (few) flagged keys
+  LEFT JOIN (SELECT * FROM drift WHERE flagged) AS p
+    ON p.ad_id = d.ad_id AND p.window_start = d.window_start - INTERVAL 1 MINUTE
+  LEFT JOIN (SELECT * FROM drift WHERE flagged) AS n
+    ON n.ad_id = d.ad_id AND n.window_start = d.window_start + INTERVAL 1 MINUTE
 ),
 decided AS (
   SELECT

@@ -1,15 +1,18 @@
 -- One row per conflicting click_id: its copies' distinct ad_ids and windows, and the winner.
+WITH conflicting AS (
+  SELECT DISTINCT click_id FROM ranked
+  WHERE copy_rank > 1 AND (ad_id <> won_ad_id OR minute <> won_minute)
+)
 SELECT
-  w.click_id,
-  w.copies,
-  list_sort(list_distinct(list(c.ad_id))) AS ad_ids,
-  list_sort(list_distinct(list(time_bucket(INTERVAL 1 MINUTE, c.event_time)))) AS window_starts,
-  any_value(w.won.ad_id) AS winner_ad_id,
-  any_value(time_bucket(INTERVAL 1 MINUTE, w.won.event_time)) AS winner_window_start,
-  any_value(w.won.file_id) AS winner_file_id,
-  any_value(w.won.row_no) AS winner_row
-FROM winners AS w
-JOIN clicks AS c ON c.click_id = w.click_id AND c.reason IS NULL
-WHERE w.conflict
-GROUP BY w.click_id, w.copies
-ORDER BY w.click_id;
+  r.click_id,
+  count(*)::BIGINT AS copies,
+  list_sort(list_distinct(list(r.ad_id))) AS ad_ids,
+  list_sort(list_distinct(list(to_timestamp(r.minute * 60)))) AS window_starts,
+  any_value(r.won_ad_id) AS winner_ad_id,
+  any_value(to_timestamp(r.won_minute * 60)) AS winner_window_start,
+  (min(r.pos) FILTER (WHERE r.copy_rank = 1) >> 40)::INTEGER AS winner_file_id,
+  min(r.pos) FILTER (WHERE r.copy_rank = 1) & 1099511627775 AS winner_row
+FROM ranked AS r
+SEMI JOIN conflicting USING (click_id)
+GROUP BY r.click_id
+ORDER BY r.click_id;

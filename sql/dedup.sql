@@ -1,18 +1,20 @@
--- Dedup stage: one winner per click_id among valid rows (README, rule 3).
--- The winner is the copy with the earliest ingest_time (nulls last), ties broken by
--- source file path (file_id is the index in the path-sorted file list) and row position.
--- A click_id whose copies disagree on ad_id or on the minute window is a conflict.
-CREATE OR REPLACE TEMP TABLE winners AS
+-- Dedup stage: every valid copy of a click, ranked within its click_id (README, rule 3).
+-- Rank 1 is the winner: the earliest ingest_time (nulls last), ties broken by source file path
+-- and row position (pos). Each copy also carries its winner's ad and minute, so that later
+-- stages can group losers under their winner's window, and a copy that disagrees with its
+-- winner marks the click_id as a conflict (some copy differs iff one differs from the winner).
+-- One sort per click_id partition, no per-group state: cheaper than arg_min over structs.
+CREATE OR REPLACE TEMP TABLE ranked AS
 SELECT
   click_id,
-  arg_min(
-    {'ad_id': ad_id, 'event_time': event_time, 'ingest_time': ingest_time,
-     'cost_micros': cost_micros, 'file_id': file_id, 'row_no': row_no},
-    {'ingest_us': coalesce(epoch_us(ingest_time), 9223372036854775807), 'file_id': file_id, 'row_no': row_no}
-  ) AS won,
-  count(*) AS copies,
-  (min(ad_id) <> max(ad_id))
-    OR (min(epoch_us(event_time) // 60000000) <> max(epoch_us(event_time) // 60000000)) AS conflict
-FROM clicks
-WHERE reason IS NULL
-GROUP BY click_id;
+  ad_id,
+  minute,
+  event_us,
+  ingest_us,
+  cost_micros,
+  pos,
+  row_number() OVER w AS copy_rank,
+  first_value(ad_id) OVER w AS won_ad_id,
+  first_value(minute) OVER w AS won_minute
+FROM (SELECT *, event_us // 60000000 AS minute FROM clicks WHERE reason IS NULL)
+WINDOW w AS (PARTITION BY click_id ORDER BY ingest_us ASC NULLS LAST, pos ASC);

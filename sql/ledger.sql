@@ -2,12 +2,10 @@
 SELECT
   (SELECT count(*) FROM clicks)::BIGINT AS rows_read,
   (SELECT count(*) FROM clicks WHERE reason IS NOT NULL)::BIGINT AS rows_invalid,
-  (SELECT count(*) FROM clicks WHERE reason IS NULL)::BIGINT AS rows_valid,
-  coalesce((SELECT sum(copies - 1) FROM winners), 0)::BIGINT AS duplicates_removed,
-  (SELECT count(*) FROM winners WHERE conflict)::BIGINT AS conflicting_click_ids,
-  (SELECT count(*) FROM winners
-    WHERE NOT (won.event_time >= $day_start AND won.event_time < $day_end))::BIGINT AS clicks_out_of_day,
-  (SELECT count(*) FROM winners
-    WHERE won.event_time >= $day_start AND won.event_time < $day_end)::BIGINT AS billable_clicks,
-  (SELECT sum(won.cost_micros) FROM winners
-    WHERE won.event_time >= $day_start AND won.event_time < $day_end)::BIGINT AS billable_spend_micros;
+  (SELECT count(*) FROM ranked)::BIGINT AS rows_valid,
+  coalesce((SELECT sum(duplicate_copies) FROM all_windows), 0)::BIGINT AS duplicates_removed,
+  (SELECT count(DISTINCT click_id) FROM ranked
+    WHERE copy_rank > 1 AND (ad_id <> won_ad_id OR minute <> won_minute))::BIGINT AS conflicting_click_ids,
+  coalesce((SELECT sum(clicks) FROM all_windows WHERE NOT in_day), 0)::BIGINT AS clicks_out_of_day,
+  coalesce((SELECT sum(clicks) FROM all_windows WHERE in_day), 0)::BIGINT AS billable_clicks,
+  (SELECT sum(spend_micros) FROM all_windows WHERE in_day)::BIGINT AS billable_spend_micros;

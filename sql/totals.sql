@@ -1,14 +1,15 @@
--- Totals stage: per (ad_id, minute window) of day D, the winners' clicks and spend (README, rules 4-5),
--- with the facts drift attribution needs: extra raw copies removed, and clicks the stream's
--- watermark would have dropped (ingest_time - event_time > stream allowed lateness).
-CREATE OR REPLACE TEMP TABLE window_facts AS
+-- Totals stage: per (ad_id, minute) of the winners (README, rules 4-5), every copy grouped under
+-- its winner's window: clicks and spend of the winners, the extra raw copies removed, and the
+-- winners the stream's watermark would have dropped (ingest_time - event_time > allowed lateness).
+-- Windows outside day D are kept here (in_day = false): they are the ledger's clicks_out_of_day.
+CREATE OR REPLACE TEMP TABLE all_windows AS
 SELECT
-  won.ad_id AS ad_id,
-  time_bucket(INTERVAL 1 MINUTE, won.event_time) AS window_start,
-  count(*)::BIGINT AS clicks,
-  sum(won.cost_micros)::BIGINT AS spend_micros,
-  sum(copies - 1)::BIGINT AS duplicate_copies,
-  count(*) FILTER (WHERE won.ingest_time - won.event_time > $stream_lateness)::BIGINT AS late_clicks
-FROM winners
-WHERE won.event_time >= $day_start AND won.event_time < $day_end
-GROUP BY ALL;
+  won_ad_id AS ad_id,
+  won_minute AS minute,
+  won_minute >= $day_start_minute AND won_minute < $day_end_minute AS in_day,
+  count(*) FILTER (WHERE copy_rank = 1)::BIGINT AS clicks,
+  sum(cost_micros) FILTER (WHERE copy_rank = 1)::BIGINT AS spend_micros,
+  count(*) FILTER (WHERE copy_rank > 1)::BIGINT AS duplicate_copies,
+  count(*) FILTER (WHERE copy_rank = 1 AND ingest_us - event_us > $stream_lateness_us)::BIGINT AS late_clicks
+FROM ranked
+GROUP BY won_ad_id, won_minute;

@@ -43,9 +43,10 @@ def test_validate_sql_rules_in_order(con) -> None:
     assert reason(con, good, 1, t + dt.timedelta(days=3), 0, skew_us=None) is None
 
 
-def clicks_table(rows):
+def land(con, rows):
+    """rows: (click_id, ad_id, event_time, ingest_time, cost, file_id, row_no, reason) -> table clicks."""
     ts = pa.timestamp("us", tz="UTC")
-    return pa.table({
+    con.register("src", pa.table({
         "click_id": pa.array([r[0] for r in rows], pa.int64()),
         "ad_id": pa.array([r[1] for r in rows], pa.int64()),
         "event_time": pa.array([r[2] for r in rows], ts),
@@ -54,12 +55,15 @@ def clicks_table(rows):
         "file_id": pa.array([r[5] for r in rows], pa.int32()),
         "row_no": pa.array([r[6] for r in rows], pa.int64()),
         "reason": pa.array([r[7] for r in rows], pa.string()),
-    })
+    }))
+    con.execute("CREATE TEMP TABLE clicks AS SELECT click_id, ad_id, epoch_us(event_time) AS event_us, "
+                "epoch_us(ingest_time) AS ingest_us, cost_micros, (file_id::BIGINT << 40) | row_no AS pos, reason "
+                "FROM src")
 
 
 def test_dedup_sql_winner_copies_conflict(con) -> None:
     t = at(10)
-    con.register("src", clicks_table([
+    land(con, [
         (7, 1, t, at(10, 0, 5), 10, 0, 0, None),
         (7, 2, t, at(10, 0, 4), 20, 1, 0, None),  # earliest ingest: wins
         (7, 1, t, None, 30, 0, 1, None),
@@ -68,28 +72,35 @@ def test_dedup_sql_winner_copies_conflict(con) -> None:
         (8, 1, t, None, 2, 1, 3, None),  # both null ingest: lower row wins
         (9, 1, t, at(10), 3, 2, 0, None),
         (9, 1, at(10, 0, 30), at(10), 4, 1, 9, None),  # same ingest: lower file id wins; same minute
-    ]))
-    con.execute("CREATE TEMP TABLE clicks AS SELECT * FROM src")
+    ])
     sql.run(con, "dedup")
-    got = con.execute(
-        "SELECT click_id, won.ad_id, won.cost_micros, copies, conflict FROM winners ORDER BY 1").fetchall()
-    assert got == [(7, 2, 20, 3, True), (8, 1, 2, 2, False), (9, 1, 4, 2, False)]
+    got = con.execute("SELECT click_id, ad_id, cost_micros, won_ad_id FROM ranked WHERE copy_rank = 1 "
+                      "ORDER BY 1").fetchall()
+    assert got == [(7, 2, 20, 2), (8, 1, 2, 1), (9, 1, 4, 1)]
+    ranks = con.execute("SELECT click_id, cost_micros, copy_rank, won_ad_id FROM ranked ORDER BY 1, 3").fetchall()
+    assert ranks == [(7, 20, 1, 2), (7, 10, 2, 2), (7, 30, 3, 2), (8, 2, 1, 1), (8, 1, 2, 1), (9, 4, 1, 1),
+                     (9, 3, 2, 1)]
+    assert sql.table(con, "conflicts").column("click_id").to_pylist() == [7]
 
 
 def test_totals_sql_day_membership_and_facts(con) -> None:
-    con.register("src", clicks_table([
+    land(con, [
         (1, 5, at(0), at(0, 20), 10, 0, 0, None),  # late for the stream (20 min)
         (1, 5, at(0), at(0, 30), 10, 0, 1, None),
         (2, 5, at(0, 0, 59), at(0, 1), 5, 0, 2, None),
         (3, 5, at(-0.001), at(0), 7, 0, 3, None),  # out of day
         (4, 6, at(24), at(24), 7, 0, 4, None),  # out of day
-    ]))
-    con.execute("CREATE TEMP TABLE clicks AS SELECT * FROM src")
+        (5, 6, at(1), at(1), -7, 0, 5, "negative_cost"),
+    ])
     sql.run(con, "dedup")
-    sql.run(con, "totals", day_start=at(0), day_end=at(24), stream_lateness=dt.timedelta(minutes=10))
-    got = con.execute("SELECT ad_id, window_start, clicks, spend_micros, duplicate_copies, late_clicks "
-                      "FROM window_facts ORDER BY 1, 2").fetchall()
+    first = int(at(0).timestamp()) // 60
+    sql.run(con, "totals", day_start_minute=first, day_end_minute=first + 1440, stream_lateness_us=600_000_000)
+    got = [tuple(r.values()) for r in sql.table(con, "window_facts").to_pylist()]
     assert got == [(5, at(0), 2, 15, 1, 1)]
+    (ledger,) = sql.fetch_dicts(con, "ledger")
+    assert ledger == {"rows_read": 6, "rows_invalid": 1, "rows_valid": 5, "duplicates_removed": 1,
+                      "conflicting_click_ids": 0, "clicks_out_of_day": 2, "billable_clicks": 2,
+                      "billable_spend_micros": 15}
 
 
 def drift_inputs(con, batch, stream):
@@ -207,6 +218,28 @@ def test_drift_money_sql_uses_stream_spend_when_present(con) -> None:
 
 def test_no_sql_file_without_a_test() -> None:
     """A new sql/ file must be added here, and to a golden or rule test."""
-    used = {"validate", "read", "dedup", "totals", "ledger", "invalid_by_reason", "quarantine_rows", "conflicts",
-            "stream", "stream_counts", "drift", "attribute", "money", "drift_money", "batch_windows", "totals_out"}
+    used = {"validate", "read", "dedup", "totals", "window_facts", "ledger", "invalid_by_reason", "quarantine_rows",
+            "conflicts", "stream", "stream_counts", "drift", "attribute", "money", "drift_money", "batch_windows",
+            "totals_out", "drift_summary", "drift_by"}
     assert {p.stem for p in sql.sql_dir().glob("*.sql")} <= used
+
+
+def test_drift_summary_sql(con) -> None:
+    from billing.diff import drift_summary
+
+    con.execute("""CREATE TEMP TABLE drift_out AS SELECT * FROM (VALUES
+        (1, 3, 'stream_over', true, 'replay_overcount', 300::BIGINT, 3),
+        (2, -4, 'stream_under', true, 'raw_duplicates_counted', -400::BIGINT, 1),
+        (3, 0, 'match', false, NULL, 0::BIGINT, 0),
+        (4, 1, 'stream_over', false, NULL, NULL::BIGINT, 0),
+        (5, -2, 'missing_in_stream', true, 'missing_window', -20::BIGINT, 2)
+      ) AS t(ad_id, delta, status, flagged, cause, money_at_risk_micros, explained_clicks)""")
+    assert drift_summary(con) == {
+        "keys": 5, "flagged": 3,
+        "by_status": {"match": 1, "missing_in_stream": 1, "stream_over": 2, "stream_under": 1},
+        "net_delta_clicks": -2, "abs_delta_clicks": 10,
+        "by_cause": {"missing_window": {"keys": 1, "clicks": 2}, "raw_duplicates_counted": {"keys": 1, "clicks": 1},
+                     "replay_overcount": {"keys": 1, "clicks": 3}},
+        "unexplained": {"keys": 1, "clicks": 3},
+        "money": {"net_at_risk_micros": -120, "abs_at_risk_micros": 720, "flagged_abs_at_risk_micros": 720},
+    }

@@ -1,0 +1,10 @@
+-- The in-day windows of one slice, with window_start as a UTC timestamp.
+SELECT
+  ad_id,
+  to_timestamp(minute * 60) AS window_start,
+  clicks,
+  spend_micros,
+  duplicate_copies,
+  late_clicks
+FROM all_windows
+WHERE in_day AND clicks > 0;
