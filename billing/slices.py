@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from billing import dedup, engine, faults, totals, validate
 from billing.config import ReconcileConfig
 from billing.ledger import Ledger
-from billing.read import ClickRange, ReadFailure, SourceFile, click_reader
+from billing.read import ClickRange, SourceFile
 from billing.storage import Store
 
 log = logging.getLogger(__name__)
@@ -112,13 +112,7 @@ def run_slice(cfg: ReconcileConfig, store: Store, sources: list[SourceFile], rng
     started = time.monotonic()
     con = engine.connect(memory_limit=cfg.memory_limit, threads=cfg.threads, temp_dir=temp_dir)
     try:
-        failure = ReadFailure()
-        try:
-            validate.land_clicks(con, click_reader(store, sources, rng, failure), cfg)
-        except Exception:
-            if failure.error is not None:
-                raise failure.error from None
-            raise
+        validate.land_clicks(con, store, sources, rng, cfg)
         faults.point("after_read")
         dedup.pick_winners(con)
         faults.point("after_dedup")

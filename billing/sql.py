@@ -35,9 +35,27 @@ def params_of(text: str) -> set[str]:
     return set(_PARAM.findall(code))
 
 
-def run(con: duckdb.DuckDBPyConnection, name: str, **params: Any) -> duckdb.DuckDBPyConnection:
-    """Run ``sql/<name>.sql`` with the parameters it names (extra keywords are ignored)."""
+#: The only text ever spliced into a statement: fixed fragments, chosen by name. Values are parameters.
+FRAGMENTS = {
+    "ingest": {"present": "ingest_time::TIMESTAMPTZ", "absent": "NULL::TIMESTAMPTZ"},
+    "cost": {"present": "cost_micros::BIGINT", "absent": "NULL::BIGINT"},
+    "range": {"all": "TRUE", "from": "click_id >= $lo", "below": "(click_id < $hi OR click_id IS NULL)",
+              "between": "click_id >= $lo AND click_id < $hi"},
+    "cutoff": {"none": "TRUE",
+               "some": "(NOT list_contains($cutoff_files, file_index::BIGINT) OR ingest_time::TIMESTAMPTZ < $cutoff)"},
+}
+
+
+def render(name: str, **choices: str) -> str:
+    """``sql/<name>.sql`` with its ``{slot}`` fragments chosen from :data:`FRAGMENTS`."""
     text = load(name)
+    return text.format(**{slot: FRAGMENTS[slot][choice] for slot, choice in choices.items()})
+
+
+def run(con: duckdb.DuckDBPyConnection, name: str, *, text: str | None = None,
+        **params: Any) -> duckdb.DuckDBPyConnection:
+    """Run ``sql/<name>.sql`` (or its rendered ``text``) with the parameters it names."""
+    text = text or load(name)
     wanted = params_of(text)
     missing = wanted - params.keys()
     if missing:

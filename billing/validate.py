@@ -7,26 +7,83 @@ pipeline; the quarantine output re-reads the full rows, every column included.
 
 from __future__ import annotations
 
+import logging
+
 import duckdb
 import pyarrow as pa
 
 from billing import sql
 from billing.config import ReconcileConfig
-from billing.read import SourceFile, read_full_rows
+from billing.read import ClickRange, ReadFailure, SourceFile, click_reader, read_full_rows
 from billing.schemas import TS
-from billing.storage import Store
+from billing.storage import LocalStore, Store
+
+log = logging.getLogger(__name__)
 
 CORE = ("click_id", "ad_id", "event_time", "ingest_time", "cost_micros")
 
 
-def land_clicks(con: duckdb.DuckDBPyConnection, source: pa.RecordBatchReader, cfg: ReconcileConfig) -> None:
-    """Materialise one slice's rows as table ``clicks`` with a ``reason`` column (NULL = valid)."""
-    skew = None if cfg.max_id_skew is None else int(cfg.max_id_skew.total_seconds() * 1_000_000)
-    con.register("click_source", source)
+def _skew_us(cfg: ReconcileConfig) -> int | None:
+    return None if cfg.max_id_skew is None else int(cfg.max_id_skew.total_seconds() * 1_000_000)
+
+
+def land_clicks(con: duckdb.DuckDBPyConnection, store: Store, sources: list[SourceFile], rng: ClickRange,
+                cfg: ReconcileConfig) -> None:
+    """Materialise one slice's rows as table ``clicks`` with a ``reason`` column (NULL = valid).
+
+    Local files are read by DuckDB itself when their types allow; anything else, and any file
+    DuckDB's reader trips on, goes through the Arrow path, which names the file at fault.
+    """
+    if isinstance(store, LocalStore) and native_readable(sources):
+        try:
+            land_native(con, store, sources, rng, cfg)
+            return
+        except duckdb.Error as e:
+            log.warning("DuckDB's Parquet reader failed (%s); reading through Arrow instead",
+                        str(e).strip().splitlines()[0][:200])
+    failure = ReadFailure()
+    con.register("click_source", click_reader(store, sources, rng, failure))
     try:
-        sql.run(con, "read", epoch_ms=cfg.snowflake_epoch_ms, max_skew_us=skew)
+        sql.run(con, "read", epoch_ms=cfg.snowflake_epoch_ms, max_skew_us=_skew_us(cfg))
+    except Exception:
+        if failure.error is not None:
+            raise failure.error from None
+        raise
     finally:
         con.unregister("click_source")
+
+
+def native_readable(sources: list[SourceFile]) -> bool:
+    """Signed integers and timestamps only: what DuckDB's reader converts exactly as the Arrow path does."""
+    for src in sources:
+        for plan in src.plans:
+            if plan.source is None:
+                continue
+            t = plan.source
+            if not (pa.types.is_timestamp(t) or (pa.types.is_integer(t) and pa.types.is_signed_integer(t))):
+                return False
+    return True
+
+
+def land_native(con: duckdb.DuckDBPyConnection, store: LocalStore, sources: list[SourceFile], rng: ClickRange,
+                cfg: ReconcileConfig) -> None:
+    chosen = [s for s in sources if any(rng.overlaps(mn, mx, nulls) for mn, mx, _, nulls in s.row_group_click_ranges)]
+    if not chosen:
+        chosen = sources[:1]  # an empty slice still needs a well-typed (empty) table
+    has = {name: any(name in s.columns for s in chosen) for name in ("ingest_time", "cost_micros")}
+    cut = [s.file_id for s in chosen if s.ingest_cutoff is not None]
+    rng_choice = ("all" if rng.lo is None and rng.hi is None else "from" if rng.hi is None
+                  else "below" if rng.lo is None else "between")
+    text = sql.render("read_native", ingest="present" if has["ingest_time"] else "absent",
+                      cost="present" if has["cost_micros"] else "absent", range=rng_choice,
+                      cutoff="some" if cut else "none")
+    cutoff = next((s.ingest_cutoff for s in chosen if s.ingest_cutoff is not None), None)
+    params = {"files": [store.url(s.path) for s in chosen], "file_ids": [s.file_id for s in chosen],
+              "epoch_ms": cfg.snowflake_epoch_ms, "max_skew_us": _skew_us(cfg), "lo": rng.lo, "hi": rng.hi,
+              "cutoff_files": cut, "cutoff": cutoff}
+    sql.run(con, "read_native", text=text, **params)
+    if not any(rng.overlaps(mn, mx, nulls) for s in sources for mn, mx, _, nulls in s.row_group_click_ranges):
+        con.execute("DELETE FROM clicks")
 
 
 def invalid_by_reason(con: duckdb.DuckDBPyConnection) -> dict[str, int]:

@@ -120,7 +120,7 @@ def test_unusable_file_exits_2_and_publishes_nothing(tmp_path: Path, case: str) 
     r = invoke(tmp_path)
     assert r.exit_code == 2, r.output
     lines = r.stderr.strip().splitlines()  # progress logs may precede it; the reason is one last line
-    errors = [line for line in lines if "error" in line.lower()]
+    errors = [line for line in lines if line.startswith("billing: ")]
     assert errors == [lines[-1]] and lines[-1].startswith("billing: error: "), r.stderr
     assert expected in lines[-1]
     assert published_nothing(tmp_path / "out")
