@@ -193,6 +193,63 @@ def reconcile(as_json: bool, **kw: Any) -> None:
     click.get_current_context().exit(result.exit_code)
 
 
+@cli.command()
+@config_option
+@day_options
+@input_options
+@semantics_options
+@engine_options
+def plan(**kw: Any) -> None:
+    """Split day D into click-id slices of similar row counts (from Parquet statistics, no scan).
+
+    Writes OUT/dt=D/_work/<plan id>/plan.json and prints its URI. The id is a hash of the
+    inputs and settings: planning the same day again gives the same plan.
+
+    \b
+    Example:
+      billing plan --date 2026-11-26 --raw s3://lake/clicks --stream s3://lake/agg --out s3://lake/billing --slices 8
+    """
+    from billing.pipeline import plan_day
+
+    _, uri = plan_day(build_config(**kw))
+    click.echo(uri)
+
+
+@cli.command("run-slice")
+@click.option("--plan", "plan_uri", required=True, envvar="BILLING_PLAN", help="URI of plan.json.")
+@click.option("--slice", "k", required=True, type=int, help="Which slice, 0-based.")
+@_opt("--s3-endpoint", default=None, help="S3-compatible endpoint URL (default: the plan's, or AWS_ENDPOINT_URL).")
+def run_slice(plan_uri: str, k: int, s3_endpoint: str | None) -> None:
+    """Dedup and total one slice of a plan; its partial results go where a retry overwrites them.
+
+    \b
+    Example:
+      billing run-slice --plan s3://lake/billing/dt=2026-11-26/_work/0123abcd/plan.json --slice 3
+    """
+    from billing.pipeline import run_planned_slice
+
+    click.echo(run_planned_slice(plan_uri, k, s3_endpoint=s3_endpoint))
+
+
+@cli.command()
+@click.option("--plan", "plan_uri", required=True, envvar="BILLING_PLAN", help="URI of plan.json.")
+@_opt("--s3-endpoint", default=None, help="S3-compatible endpoint URL (default: the plan's, or AWS_ENDPOINT_URL).")
+@click.option("--json", "as_json", is_flag=True, help="Print summary.json instead of the text summary.")
+def merge(plan_uri: str, s3_endpoint: str | None, as_json: bool) -> None:
+    """Sum the slices of a plan, diff against the stream side, publish the day (exit 0 or 3).
+
+    \b
+    Example:
+      billing merge --plan s3://lake/billing/dt=2026-11-26/_work/0123abcd/plan.json
+    """
+    from billing.pipeline import merge_plan
+
+    result = merge_plan(plan_uri, s3_endpoint=s3_endpoint)
+    _print_summary(result.summary, result.commit.url, unchanged=result.commit.unchanged,
+                   version=result.commit.version, as_json=as_json)
+    click.get_current_context().exit(result.exit_code)
+
+
 def _money(micros: int | None) -> str:
     from billing.money import money
 

@@ -155,6 +155,16 @@ class ReconcileConfig:
             "s3_endpoint": self.s3_endpoint,
         }
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ReconcileConfig:
+        """Inverse of :meth:`as_dict` (plans carry their config this way)."""
+        d = dict(d)
+        d["date"] = parse_date(d["date"])
+        for k in ("lateness", "stream_allowed_lateness"):
+            d[k] = parse_duration(d[k])
+        d["max_id_skew"] = parse_duration(d["max_id_skew"], allow_off=True)
+        return cls(**d)
+
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["date"] = self.date.isoformat()

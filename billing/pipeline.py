@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import logging
 import os
 import socket
@@ -53,7 +55,7 @@ class Inputs:
     rows_beyond_horizon: int
 
 
-def open_inputs(cfg: ReconcileConfig) -> Inputs:
+def open_inputs(cfg: ReconcileConfig) -> tuple[Inputs, list[read.PartitionFile]]:
     raw = open_store(cfg.raw, endpoint=cfg.s3_endpoint)
     stream = open_store(cfg.stream, endpoint=cfg.s3_endpoint)
     out = open_store(cfg.out, endpoint=cfg.s3_endpoint)
@@ -71,7 +73,54 @@ def open_inputs(cfg: ReconcileConfig) -> Inputs:
     if not stream_files and not cfg.stream_optional:
         raise BadInputError(f"no stream partition dt={cfg.date} under {stream.uri} "
                             f"(use --stream-optional to reconcile against nothing)")
-    return Inputs(raw, stream, out, sources, stream_files, read.rows_beyond_horizon(raw, sources))
+    return Inputs(raw, stream, out, sources, stream_files, read.rows_beyond_horizon(raw, sources)), files
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How a day is split: its config, the exact input files, and the click_id ranges of its slices.
+
+    Its id is a hash of its content, so planning the same inputs twice gives the same id, and a
+    retried slice writes over its own partial results.
+    """
+
+    cfg: ReconcileConfig
+    raw_files: list[read.PartitionFile]
+    stream_files: list[FileInfo]
+    ranges: list[read.ClickRange]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "config": self.cfg.as_dict(),
+            "raw_files": [{"path": f.info.path, "bytes": f.info.size, "version": f.info.version_tag,
+                           "ingest_cutoff": None if f.ingest_cutoff is None else f.ingest_cutoff.isoformat()}
+                          for f in self.raw_files],
+            "stream_files": [{"path": f.path, "bytes": f.size, "version": f.version_tag} for f in self.stream_files],
+            "slices": [{"lo": r.lo, "hi": r.hi} for r in self.ranges],
+        }
+
+    @property
+    def plan_id(self) -> str:
+        body = json.dumps({**self.to_json(), "config": self.cfg.content_settings()}, sort_keys=True)
+        return hashlib.sha256(body.encode()).hexdigest()[:16]
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Plan:
+        return cls(
+            cfg=ReconcileConfig.from_dict(d["config"]),
+            raw_files=[read.PartitionFile(FileInfo(f["path"], f["bytes"], f["version"]),
+                                          None if f["ingest_cutoff"] is None
+                                          else dt.datetime.fromisoformat(f["ingest_cutoff"]))
+                       for f in d["raw_files"]],
+            stream_files=[FileInfo(f["path"], f["bytes"], f["version"]) for f in d["stream_files"]],
+            ranges=[read.ClickRange(r["lo"], r["hi"]) for r in d["slices"]],
+        )
+
+
+def make_plan(cfg: ReconcileConfig, inputs: Inputs, raw_files: list[read.PartitionFile]) -> Plan:
+    total_rows = sum(s.num_rows for s in inputs.sources)
+    n = cfg.slices or slices.auto_slice_count(total_rows, cfg.memory_limit)
+    return Plan(cfg, raw_files, inputs.stream_files, slices.plan_ranges(inputs.sources, n))
 
 
 def _run_slice_job(args: tuple[ReconcileConfig, list[read.SourceFile], read.ClickRange, str]) -> str:
@@ -81,17 +130,11 @@ def _run_slice_job(args: tuple[ReconcileConfig, list[read.SourceFile], read.Clic
     return folder
 
 
-def dedup_day(cfg: ReconcileConfig, inputs: Inputs, work: Path) -> slices.SlicePartial:
+def dedup_day(cfg: ReconcileConfig, inputs: Inputs, ranges: list[read.ClickRange], work: Path) -> slices.SlicePartial:
     total_rows = sum(s.num_rows for s in inputs.sources)
-    n = cfg.slices or slices.auto_slice_count(total_rows, cfg.memory_limit)
-    ranges = slices.plan_ranges(inputs.sources, n)
     log.info("reading %d raw files, %d rows, in %d slice(s)", len(inputs.sources), total_rows, len(ranges))
     if not inputs.sources:
-        return slices.SlicePartial(FACTS_SCHEMA.empty_table(), slices.Ledger(),
-                                   pa.table({"file_id": pa.array([], pa.int32()),
-                                             "row_no": pa.array([], pa.int64()),
-                                             "reason": pa.array([], pa.string())}),
-                                   pa.schema([]).empty_table())
+        return slices.empty_partial(FACTS_SCHEMA)
     if cfg.workers > 1 and len(ranges) > 1:
         jobs = [(cfg, inputs.sources, rng, str(work / f"slice-{i:04d}")) for i, rng in enumerate(ranges)]
         with ProcessPoolExecutor(max_workers=cfg.workers) as pool:
@@ -103,32 +146,121 @@ def dedup_day(cfg: ReconcileConfig, inputs: Inputs, work: Path) -> slices.SliceP
 
 
 def reconcile(cfg: ReconcileConfig) -> RunResult:
+    """The whole day in this process (slices in ``cfg.workers`` processes), published atomically."""
     started = time.monotonic()
     run_id = new_run_id()
-    inputs = open_inputs(cfg)
+    inputs, raw_files = open_inputs(cfg)
     day = Day(inputs.out, cfg.date)
     with day.lock(run_id), tempfile.TemporaryDirectory(prefix="billing-") as tmp:
         faults.point("after_lock")
-        work = Path(tmp)
-        merged = dedup_day(cfg, inputs, work)
-        stream_table = read.read_stream(inputs.stream, inputs.stream_files)
-        has_cost = any("cost_micros" in s.columns for s in inputs.sources)
-        stream_has_spend = any(_has_column(inputs.stream, f, "spend_micros") for f in inputs.stream_files)
-        con = engine.connect(memory_limit=cfg.memory_limit, threads=cfg.threads, temp_dir=str(work))
-        try:
-            facts = merged.window_facts if merged.window_facts.num_rows else FACTS_SCHEMA.empty_table()
-            result = diff(con, cfg, facts.cast(FACTS_SCHEMA), stream_table,
-                          has_cost=has_cost, stream_has_spend=stream_has_spend)
-        finally:
-            con.close()
-        faults.point("after_diff")
-        staged, summary = build_outputs(cfg, inputs, merged, result, work / "out")
-        previous = _previous_totals(day)
-        manifest = build_manifest(cfg, inputs, summary, run_id, started, result.totals, previous)
-        commit = day.publish(staged, manifest, compare=OUTPUT_FILES)
+        plan = make_plan(cfg, inputs, raw_files)
+        merged = dedup_day(cfg, inputs, plan.ranges, Path(tmp))
+        result = finish(cfg, inputs, day, merged, run_id, started, Path(tmp))
+    return result
+
+
+def finish(cfg: ReconcileConfig, inputs: Inputs, day: Day, merged: slices.SlicePartial, run_id: str,
+           started: float, work: Path) -> RunResult:
+    """Diff the merged slices against the stream side, stage every output, publish (caller holds the lock)."""
+    stream_table = read.read_stream(inputs.stream, inputs.stream_files)
+    has_cost = any("cost_micros" in s.columns for s in inputs.sources)
+    stream_has_spend = any(_has_column(inputs.stream, f, "spend_micros") for f in inputs.stream_files)
+    con = engine.connect(memory_limit=cfg.memory_limit, threads=cfg.threads, temp_dir=str(work))
+    try:
+        facts = merged.window_facts if merged.window_facts.num_rows else FACTS_SCHEMA.empty_table()
+        result = diff(con, cfg, facts.cast(FACTS_SCHEMA), stream_table,
+                      has_cost=has_cost, stream_has_spend=stream_has_spend)
+    finally:
+        con.close()
+    faults.point("after_diff")
+    staged, summary = build_outputs(cfg, inputs, merged, result, work / "out")
+    previous = _previous_totals(day)
+    manifest = build_manifest(cfg, inputs, summary, run_id, started, result.totals, previous)
+    commit = day.publish(staged, manifest, compare=OUTPUT_FILES)
     log.info("%s %s in %.1fs: %s", "unchanged" if commit.unchanged else "published", commit.url,
              time.monotonic() - started, summary["status"])
     return RunResult(summary, commit, summary["exit_code"])
+
+
+# --- scale-out: plan, run-slice, merge (each a separate process, possibly on another machine) ----
+
+WORK = "_work"
+
+
+def plan_day(cfg: ReconcileConfig) -> tuple[Plan, str]:
+    """Write the day's plan under OUT/dt=D/_work/<plan id>/plan.json; return it and its URI."""
+    inputs, raw_files = open_inputs(cfg)
+    plan = make_plan(cfg, inputs, raw_files)
+    day = Day(inputs.out, cfg.date)
+    path = day.path(WORK, plan.plan_id, "plan.json")
+    inputs.out.write_bytes(path, (json.dumps(plan.to_json(), indent=2) + "\n").encode())
+    log.info("planned %d slice(s) of %d raw files: %s", len(plan.ranges), len(raw_files), inputs.out.url(path))
+    return plan, inputs.out.url(path)
+
+
+def load_plan(uri: str, *, s3_endpoint: str | None = None) -> tuple[Plan, Store, str]:
+    """The plan at ``uri`` (…/dt=D/_work/<id>/plan.json), its OUT store and its work prefix there."""
+    parent, _, name = uri.rstrip("/").rpartition("/")
+    store = open_store(parent, endpoint=s3_endpoint)
+    data = store.read_bytes(name)
+    if data is None:
+        raise BadInputError(f"no plan at {uri}")
+    plan = Plan.from_json(json.loads(data))
+    out = open_store(plan.cfg.out, endpoint=s3_endpoint or plan.cfg.s3_endpoint)
+    return plan, out, Day(out, plan.cfg.date).path(WORK, plan.plan_id)
+
+
+def _planned_inputs(plan: Plan) -> Inputs:
+    """The plan's inputs, re-opened; refuses if a raw file changed since it was planned."""
+    cfg = plan.cfg
+    raw = open_store(cfg.raw, endpoint=cfg.s3_endpoint)
+    now = {f.path: f for f in raw.list_files("") if f.path in {p.info.path for p in plan.raw_files}}
+    for f in plan.raw_files:
+        seen = now.get(f.info.path)
+        if seen is None or (seen.size, seen.version_tag) != (f.info.size, f.info.version_tag):
+            raise BadInputError(f"{raw.url(f.info.path)} changed or vanished since the plan was made: plan again")
+    sources = read.inspect_raw(raw, plan.raw_files)
+    return Inputs(raw, open_store(cfg.stream, endpoint=cfg.s3_endpoint), open_store(cfg.out, endpoint=cfg.s3_endpoint),
+                  sources, plan.stream_files, read.rows_beyond_horizon(raw, sources))
+
+
+PARTIAL_FILES = ("window_facts.parquet", "quarantine_pointers.parquet", "conflicts.parquet", "ledger.json")
+
+
+def run_planned_slice(uri: str, k: int, *, s3_endpoint: str | None = None) -> str:
+    """Dedup and total slice ``k`` of a plan; write its partial results where a retry overwrites them."""
+    plan, out, work = load_plan(uri, s3_endpoint=s3_endpoint)
+    if not 0 <= k < len(plan.ranges):
+        raise UsageError(f"--slice {k}: the plan has slices 0..{len(plan.ranges) - 1}")
+    inputs = _planned_inputs(plan)
+    with tempfile.TemporaryDirectory(prefix="billing-slice-") as tmp:
+        partial = slices.run_slice(plan.cfg, inputs.raw, inputs.sources, plan.ranges[k], temp_dir=tmp)
+        partial.save(Path(tmp) / "p")
+        for name in PARTIAL_FILES:
+            out.upload(f"{work}/slice-{k:04d}/{name}", Path(tmp) / "p" / name)
+    return out.url(f"{work}/slice-{k:04d}")
+
+
+def merge_plan(uri: str, *, s3_endpoint: str | None = None) -> RunResult:
+    """Sum every slice's partials, diff against the stream side, publish the day atomically."""
+    started = time.monotonic()
+    plan, out, work = load_plan(uri, s3_endpoint=s3_endpoint)
+    missing = [k for k in range(len(plan.ranges)) if not out.exists(f"{work}/slice-{k:04d}/ledger.json")]
+    if missing:
+        raise BadInputError(f"slices {missing} of plan {plan.plan_id} have no results yet: run them first")
+    inputs = _planned_inputs(plan)
+    run_id = new_run_id()
+    day = Day(out, plan.cfg.date)
+    with day.lock(run_id), tempfile.TemporaryDirectory(prefix="billing-merge-") as tmp:
+        partials = []
+        for k in range(len(plan.ranges)):
+            folder = Path(tmp) / f"slice-{k:04d}"
+            folder.mkdir()
+            for name in PARTIAL_FILES:
+                (folder / name).write_bytes(out.read_bytes(f"{work}/slice-{k:04d}/{name}") or b"")
+            partials.append(slices.SlicePartial.load(folder))
+        return finish(plan.cfg, inputs, day, slices.merge(partials) if partials else slices.empty_partial(
+            FACTS_SCHEMA), run_id, started, Path(tmp))
 
 
 def _has_column(store: Store, f: FileInfo, name: str) -> bool:

@@ -27,9 +27,11 @@ from billing.storage import Store
 
 log = logging.getLogger(__name__)
 
-#: Bytes of DuckDB memory one landed raw row costs, with dedup's hash table (measured, see README).
+#: Bytes of DuckDB memory one landed raw row costs, with dedup's window sort (measured, see README).
 BYTES_PER_ROW = 160
 MIN_SLICE_ROWS = 1_000_000
+#: Beyond this a slice's sort stops fitting the CPU caches well and memory grows for nothing.
+MAX_SLICE_ROWS = 12_000_000
 
 
 @dataclass
@@ -58,7 +60,7 @@ class SlicePartial:
 
 
 def auto_slice_count(total_rows: int, memory_limit: int) -> int:
-    per_slice = max(MIN_SLICE_ROWS, memory_limit // BYTES_PER_ROW)
+    per_slice = min(MAX_SLICE_ROWS, max(MIN_SLICE_ROWS, memory_limit // BYTES_PER_ROW))
     return max(1, math.ceil(total_rows / per_slice))
 
 
@@ -128,6 +130,14 @@ def run_slice(cfg: ReconcileConfig, store: Store, sources: list[SourceFile], rng
     log.info("slice %s..%s: %d rows read, %d winners billable, %.1fs", rng.lo, rng.hi,
              partial.ledger.rows_read, partial.ledger.billable_clicks, time.monotonic() - started)
     return partial
+
+
+def empty_partial(facts_schema: pa.Schema) -> SlicePartial:
+    """What a day without raw files contributes."""
+    return SlicePartial(facts_schema.empty_table(), Ledger(),
+                        pa.table({"file_id": pa.array([], pa.int32()), "row_no": pa.array([], pa.int64()),
+                                  "reason": pa.array([], pa.string())}),
+                        pa.schema([]).empty_table())
 
 
 def merge(partials: list[SlicePartial]) -> SlicePartial:
