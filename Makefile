@@ -9,7 +9,11 @@ ROWS   ?= 100000
 SEED   ?= 1
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-fast lint reconcile demo bench clean browser
+AF_VENV  := .venv-airflow
+AF_STAMP := $(AF_VENV)/.installed
+AIRFLOW  ?= 3.3.2
+
+.PHONY: setup test test-fast test-airflow lint reconcile demo bench clean browser
 
 setup: $(STAMP)
 
@@ -28,12 +32,23 @@ browser:
 
 test: setup browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(MAKE) test-airflow
+
+# Airflow lives in its own venv, so its pins never constrain the package.
+$(AF_STAMP): pyproject.toml
+	test -x $(AF_VENV)/bin/python || $(PYTHON) -m venv $(AF_VENV)
+	$(AF_VENV)/bin/python -m pip install -q --upgrade pip
+	$(AF_VENV)/bin/python -m pip install -q "apache-airflow==$(AIRFLOW)" "pytest>=9,<10" -e .
+	touch $(AF_STAMP)
+
+test-airflow: $(AF_STAMP)
+	$(AF_VENV)/bin/python -m pytest tests_airflow -p no:cacheprovider $(PYTEST_ARGS)
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow and not integration" $(PYTEST_ARGS)
 
 lint: setup
-	$(BIN)/ruff check billing jobs tests benchmarks
+	$(BIN)/ruff check billing jobs tests tests_airflow benchmarks
 
 $(DEMO)/raw:
 	$(BIN)/billing demo --out $(DEMO) --date $(DATE) --rows $(ROWS) --seed $(SEED)

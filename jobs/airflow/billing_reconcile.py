@@ -1,0 +1,127 @@
+"""
+### billing_reconcile
+
+Every night, the authoritative ad-click totals of yesterday (UTC), and where the stream side drifted.
+
+`wait_for_raw_horizon` → `plan` → `run_slice` × N (dynamic task mapping: on a Celery or
+Kubernetes executor the slices run on many workers) → `merge` (publishes the day atomically) →
+`check_drift` branches to `alert_drift` when drift was flagged (billing's exit code 3), without
+failing any data task. Every task is idempotent: the plan id is a hash of its inputs, a slice
+overwrites its own partial results, and `merge` commits nothing when the outputs are unchanged,
+so Airflow retries are safe.
+
+**Deploy.** Workers run an image with this repository installed (`pip install .`, or the built
+wheel); the tasks import `billing` and call it in-process, nothing is shelled out. The DAG reads
+Airflow Variables `billing_raw`, `billing_stream`, `billing_out` (local paths or `s3://`),
+optional `billing_slices` (default 8), `billing_lateness` (default `2h`) and `billing_s3_endpoint`.
+S3 credentials come from the workers' standard AWS chain (environment, instance or pod role).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+from airflow.sdk import Variable, dag, task
+
+DEFAULTS = {"billing_slices": "8", "billing_lateness": "2h", "billing_s3_endpoint": ""}
+
+
+def setting(name: str) -> str:
+    return Variable.get(name, default=DEFAULTS.get(name))
+
+
+def billing_config(day: str) -> Any:
+    from billing.cli import build_config
+
+    return build_config(date=day, raw=setting("billing_raw"), stream=setting("billing_stream"),
+                        out=setting("billing_out"), lateness=setting("billing_lateness"),
+                        slices=int(setting("billing_slices")), s3_endpoint=setting("billing_s3_endpoint") or None)
+
+
+@dag(
+    schedule="@daily",
+    start_date=dt.datetime(2026, 11, 1, tzinfo=dt.UTC),
+    catchup=False,
+    max_active_runs=1,
+    default_args={"retries": 3, "retry_delay": dt.timedelta(minutes=5)},
+    tags=["billing"],
+    doc_md=__doc__,
+)
+def billing_reconcile() -> None:
+    @task.sensor(poke_interval=300, timeout=8 * 3600, mode="reschedule")
+    def wait_for_raw_horizon(data_interval_start: dt.datetime | None = None) -> bool:
+        """True once every arrival hour of the horizon (D, and D+1 below the lateness) has its _SUCCESS."""
+        from billing.config import parse_duration
+        from billing.storage import open_store
+
+        day = data_interval_start.date()
+        raw = open_store(setting("billing_raw"), endpoint=setting("billing_s3_endpoint") or None)
+        lateness = parse_duration(setting("billing_lateness"))
+        hours = [(day, h) for h in range(24)]
+        hours += [(day + dt.timedelta(days=1), h) for h in range(24) if h * 3600 < lateness.total_seconds()]
+        missing = [f"dt={d.isoformat()}/hour={h:02d}" for d, h in hours
+                   if not raw.exists(f"dt={d.isoformat()}/hour={h:02d}/_SUCCESS")]
+        if missing:
+            logging.getLogger("billing.airflow").info("waiting for %d hour(s) of %s: %s", len(missing), raw.uri,
+                                                      ", ".join(missing[:5]))
+        return not missing
+
+    @task
+    def plan(data_interval_start: dt.datetime | None = None) -> dict[str, Any]:
+        from billing.pipeline import plan_day
+
+        p, uri = plan_day(billing_config(data_interval_start.date().isoformat()))
+        return {"plan": uri, "slices": list(range(len(p.ranges)))}
+
+    @task
+    def slices_of(planned: dict[str, Any]) -> list[int]:
+        return planned["slices"]
+
+    @task
+    def run_slice(planned: dict[str, Any], k: int) -> str:
+        from billing.pipeline import run_planned_slice
+
+        return run_planned_slice(planned["plan"], k, s3_endpoint=setting("billing_s3_endpoint") or None)
+
+    @task
+    def merge(planned: dict[str, Any]) -> dict[str, Any]:
+        from billing.errors import BadInputError
+        from billing.pipeline import merge_plan
+
+        try:
+            result = merge_plan(planned["plan"], s3_endpoint=setting("billing_s3_endpoint") or None)
+        except BadInputError as e:  # bad input does not get better with retries
+            from airflow.exceptions import AirflowFailException
+
+            raise AirflowFailException(str(e)) from e
+        return {"exit_code": result.exit_code, "status": result.summary["status"], "version": result.commit.version,
+                "unchanged": result.commit.unchanged, "url": result.commit.url,
+                "flagged": result.summary["drift"]["flagged"]}
+
+    @task.branch
+    def check_drift(merged: dict[str, Any]) -> str:
+        return "alert_drift" if merged["exit_code"] == 3 else "billable"
+
+    @task
+    def alert_drift(merged: dict[str, Any]) -> str:
+        import logging
+
+        message = (f"billing: drift flagged in {merged['flagged']} windows; report: {merged['url']}/report.html")
+        logging.getLogger("billing.airflow").warning(message)
+        return message
+
+    @task
+    def billable(merged: dict[str, Any]) -> str:
+        return f"billing: {merged['status']}: {merged['url']}"
+
+    planned = plan()
+    wait_for_raw_horizon() >> planned
+    done = run_slice.partial(planned=planned).expand(k=slices_of(planned))
+    merged = merge(planned)
+    done >> merged
+    check_drift(merged) >> [alert_drift(merged), billable(merged)]
+
+
+billing_reconcile()
