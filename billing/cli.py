@@ -118,6 +118,9 @@ engine_options = _stack(
     _opt("--workers", default=1, type=int, show_default=True, help="Processes running slices at once."),
 )
 
+#: Everything that defines a reconciliation run (reconcile and plan share it).
+run_options = _stack(config_option, day_options, input_options, semantics_options, engine_options)
+
 
 def build_config(**kw: Any) -> ReconcileConfig:
     """The typed config from option values (strings parsed here, so errors are one line, exit 2)."""
@@ -171,11 +174,7 @@ def cli(ctx: click.Context, debug: bool, quiet: bool) -> None:
 
 
 @cli.command()
-@config_option
-@day_options
-@input_options
-@semantics_options
-@engine_options
+@run_options
 @click.option("--json", "as_json", is_flag=True, help="Print summary.json instead of the text summary.")
 def reconcile(as_json: bool, **kw: Any) -> None:
     """Reconcile day D: read the raw log, dedup, total, diff against the stream, publish a version.
@@ -186,19 +185,18 @@ def reconcile(as_json: bool, **kw: Any) -> None:
     """
     from billing.pipeline import reconcile as run
 
-    cfg = build_config(**kw)
-    result = run(cfg)
+    _finish(run(build_config(**kw)), as_json=as_json)
+
+
+def _finish(result: Any, *, as_json: bool) -> None:
+    """Print a published day's summary and leave with its exit code (0, or 3 for flagged drift)."""
     _print_summary(result.summary, result.commit.url, unchanged=result.commit.unchanged,
                    version=result.commit.version, as_json=as_json)
     click.get_current_context().exit(result.exit_code)
 
 
 @cli.command()
-@config_option
-@day_options
-@input_options
-@semantics_options
-@engine_options
+@run_options
 def plan(**kw: Any) -> None:
     """Split day D into click-id slices of similar row counts (from Parquet statistics, no scan).
 
@@ -244,10 +242,7 @@ def merge(plan_uri: str, s3_endpoint: str | None, as_json: bool) -> None:
     """
     from billing.pipeline import merge_plan
 
-    result = merge_plan(plan_uri, s3_endpoint=s3_endpoint)
-    _print_summary(result.summary, result.commit.url, unchanged=result.commit.unchanged,
-                   version=result.commit.version, as_json=as_json)
-    click.get_current_context().exit(result.exit_code)
+    _finish(merge_plan(plan_uri, s3_endpoint=s3_endpoint), as_json=as_json)
 
 
 def _money(micros: int | None) -> str:

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 import billing
-from billing import engine, faults, read, report, schemas, slices
+from billing import engine, faults, read, report, schemas, slices, validate
 from billing.config import ReconcileConfig
 from billing.diff import DiffResult, diff
 from billing.errors import BadInputError, UsageError
@@ -333,9 +333,7 @@ def build_outputs(cfg: ReconcileConfig, inputs: Inputs, merged: slices.SlicePart
 
 
 def _quarantine(inputs: Inputs, merged: slices.SlicePartial) -> pa.Table:
-    from billing.validate import assemble_quarantine
-
-    return assemble_quarantine(inputs.raw, inputs.sources, merged.quarantine_pointers)
+    return validate.assemble_quarantine(inputs.raw, inputs.sources, merged.quarantine_pointers)
 
 
 def _conflicts(inputs: Inputs, table: pa.Table) -> pa.Table:

@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from billing import faults
-from billing.errors import BadInputError, LockedError, StorageError
+from billing.errors import BadInputError, LockedError
 from billing.storage import Store, read_text
 
 log = logging.getLogger(__name__)
@@ -255,15 +255,3 @@ def _pid_alive(pid: int) -> bool:
 
 def new_run_id() -> str:
     return f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex[:8]}"
-
-
-def ensure_store_writable(out: Store, day: Day) -> None:
-    """Fail before any work when OUT cannot be written (wrong bucket, no rights)."""
-    probe = day.path(f"_probe-{uuid.uuid4().hex[:8]}")
-    try:
-        out.write_bytes(probe, b"")
-        out.delete(probe)
-    except StorageError:
-        raise
-    except OSError as e:
-        raise StorageError(f"cannot write to {out.url(day.prefix)}: {e}") from e

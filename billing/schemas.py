@@ -101,13 +101,11 @@ class Conflict(pa_.DataFrameModel):
         ordered = True
 
 
-def arrow_schema(model: type[pa_.DataFrameModel], *, include_optional: bool = True) -> pa.Schema:
+def arrow_schema(model: type[pa_.DataFrameModel]) -> pa.Schema:
     """The Arrow schema a model declares (in declaration order)."""
     schema = model.to_schema()
     fields = []
     for name, col in schema.columns.items():
-        if not include_optional and not col.required:
-            continue
         fields.append(pa.field(name, _arrow_type(model, name), nullable=bool(col.nullable)))
     return pa.schema(fields)
 

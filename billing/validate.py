@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from billing import sql
 from billing.config import ReconcileConfig
-from billing.read import ClickRange, ReadFailure, SourceFile, click_reader, read_full_rows
+from billing.read import ClickRange, ReadFailure, SourceFile, click_reader, normalise_batch, read_full_rows
 from billing.schemas import TS
 from billing.storage import LocalStore, Store
 
@@ -106,8 +106,6 @@ def assemble_quarantine(store: Store, sources: list[SourceFile], pointers: pa.Ta
     Extra columns keep their type; where files disagree on an extra column's type it is
     written as text. Sorted by (source_file, source_row).
     """
-    from billing.read import normalise_batch
-
     if pointers.num_rows == 0:
         return QUARANTINE_HEAD.empty_table()
     by_file: dict[int, list[tuple[int, str]]] = {}
