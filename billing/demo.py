@@ -346,8 +346,7 @@ def _truth(raw: list[Row], date: dt.date, layout: str, d0: int, ad_ids: list[int
     planted["phantom_window"] = phantoms
 
     # The sink's files: one row per non-empty window, re-emitted rows, and rows of other days.
-    main_rows = [(a, w, c) for (a, w), c in sorted(stream.items()) if c > 0 and (a, w, c)]
-    sink_base = dict(((a, w), c) for a, w, c in main_rows)
+    sink_base = {k: c for k, c in sorted(stream.items()) if c > 0}
     for a, w, extra in extra_sink_rows:
         sink_base[(a, w)] -= extra
     out_of_day = [(ad_ids[0], d0 - MIN, 3), (ad_ids[1], d0 + DAY, 2), (ad_ids[2], d0 + DAY + 5 * MIN, 1)]

@@ -69,7 +69,7 @@ def land_native(con: duckdb.DuckDBPyConnection, store: LocalStore, sources: list
                 cfg: ReconcileConfig) -> None:
     chosen = [s for s in sources if any(rng.overlaps(mn, mx, nulls) for mn, mx, _, nulls in s.row_group_click_ranges)]
     if not chosen:
-        chosen = sources[:1]  # an empty slice still needs a well-typed (empty) table
+        chosen = sources[:1]  # an empty slice still needs a well-typed table; the range filter empties it
     has = {name: any(name in s.columns for s in chosen) for name in ("ingest_time", "cost_micros")}
     cut = [s.file_id for s in chosen if s.ingest_cutoff is not None]
     rng_choice = ("all" if rng.lo is None and rng.hi is None else "from" if rng.hi is None
@@ -82,8 +82,6 @@ def land_native(con: duckdb.DuckDBPyConnection, store: LocalStore, sources: list
               "epoch_ms": cfg.snowflake_epoch_ms, "max_skew_us": _skew_us(cfg), "lo": rng.lo, "hi": rng.hi,
               "cutoff_files": cut, "cutoff": cutoff}
     sql.run(con, "read_native", text=text, **params)
-    if not any(rng.overlaps(mn, mx, nulls) for s in sources for mn, mx, _, nulls in s.row_group_click_ranges):
-        con.execute("DELETE FROM clicks")
 
 
 def invalid_by_reason(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
