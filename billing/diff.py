@@ -38,8 +38,14 @@ def diff(con: duckdb.DuckDBPyConnection, cfg: ReconcileConfig, facts: pa.Table, 
         sql.run(con, "stream", day_start=start, day_end=end)
         (counts,) = sql.fetch_dicts(con, "stream_counts", day_start=start, day_end=end)
         sql.run(con, "drift", tolerance_abs=cfg.tolerance_abs, tolerance_rel=cfg.tolerance_rel)
+        con.execute("DROP TABLE stream_windows")
+        # Each key-sized table is dropped once the next is built: a day has millions of keys,
+        # and holding all of them at once set the run's peak memory.
         sql.run(con, "attribute")
+        con.execute("DROP TABLE drift")
         sql.run(con, "drift_money", stream_has_spend=stream_has_spend)
+        con.execute("DROP TABLE attributed")
+        con.execute("DROP TABLE batch_windows")
         drift = con.sql("SELECT * FROM drift_out ORDER BY ad_id, window_start").to_arrow_table()
         block = drift_summary(con)
     finally:
