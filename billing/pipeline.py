@@ -214,7 +214,9 @@ def _planned_inputs(plan: Plan) -> Inputs:
     """The plan's inputs, re-opened; refuses if a raw file changed since it was planned."""
     cfg = plan.cfg
     raw = open_store(cfg.raw, endpoint=cfg.s3_endpoint)
-    now = {f.path: f for f in raw.list_files("") if f.path in {p.info.path for p in plan.raw_files}}
+    planned = {p.info.path for p in plan.raw_files}
+    partitions = sorted({path.split("/", 1)[0] for path in planned})  # dt=D and dt=D+1, not the whole lake
+    now = {f.path: f for part in partitions for f in raw.list_files(part) if f.path in planned}
     for f in plan.raw_files:
         seen = now.get(f.info.path)
         if seen is None or (seen.size, seen.version_tag) != (f.info.size, f.info.version_tag):
