@@ -1,6 +1,7 @@
 -- One row per conflicting click_id: its copies' distinct ad_ids and windows, and the winner.
+-- A conflict needs two copies, so only table copies (the repeated click_ids) is looked at.
 WITH conflicting AS (
-  SELECT DISTINCT click_id FROM ranked
+  SELECT DISTINCT click_id FROM copies
   WHERE copy_rank > 1 AND (ad_id <> won_ad_id OR minute <> won_minute)
 )
 SELECT
@@ -12,7 +13,7 @@ SELECT
   any_value(to_timestamp(r.won_minute * 60)) AS winner_window_start,
   (min(r.pos) FILTER (WHERE r.copy_rank = 1) >> 40)::INTEGER AS winner_file_id,
   min(r.pos) FILTER (WHERE r.copy_rank = 1) & 1099511627775 AS winner_row
-FROM ranked AS r
+FROM copies AS r
 SEMI JOIN conflicting USING (click_id)
 GROUP BY r.click_id
 ORDER BY r.click_id;

@@ -2,9 +2,9 @@
 SELECT
   (SELECT count(*) FROM clicks)::BIGINT AS rows_read,
   (SELECT count(*) FROM clicks WHERE reason IS NOT NULL)::BIGINT AS rows_invalid,
-  (SELECT count(*) FROM ranked)::BIGINT AS rows_valid,
+  (SELECT count(*) FROM clicks WHERE reason IS NULL)::BIGINT AS rows_valid,
   coalesce((SELECT sum(duplicate_copies) FROM all_windows), 0)::BIGINT AS duplicates_removed,
-  (SELECT count(DISTINCT click_id) FROM ranked
+  (SELECT count(DISTINCT click_id) FROM copies
     WHERE copy_rank > 1 AND (ad_id <> won_ad_id OR minute <> won_minute))::BIGINT AS conflicting_click_ids,
   coalesce((SELECT sum(clicks) FROM all_windows WHERE NOT in_day), 0)::BIGINT AS clicks_out_of_day,
   coalesce((SELECT sum(clicks) FROM all_windows WHERE in_day), 0)::BIGINT AS billable_clicks,
