@@ -120,7 +120,7 @@ class Plan:
 def make_plan(cfg: ReconcileConfig, inputs: Inputs, raw_files: list[read.PartitionFile]) -> Plan:
     total_rows = sum(s.num_rows for s in inputs.sources)
     n = cfg.slices or slices.auto_slice_count(total_rows, cfg.memory_limit)
-    return Plan(cfg, raw_files, inputs.stream_files, slices.plan_ranges(inputs.sources, n))
+    return Plan(cfg, raw_files, inputs.stream_files, slices.plan_ranges(inputs.sources, n, cfg.snowflake_epoch_ms))
 
 
 def _run_slice_job(args: tuple[ReconcileConfig, list[read.SourceFile], read.ClickRange, str]) -> str:

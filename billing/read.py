@@ -106,6 +106,8 @@ class SourceFile:
     ingest_cutoff: dt.datetime | None = None
     row_group_click_ranges: list[tuple[int | None, int | None, int, bool]] = field(default_factory=list)
     """Per row group: (min click_id, max click_id, rows, has_nulls); None when unknown."""
+    row_group_ingest_ms: list[tuple[int, int] | None] = field(default_factory=list)
+    """Per row group: (min, max) ingest_time in ms since 1970 from its statistics; None when unknown."""
 
     @property
     def path(self) -> str:
@@ -150,7 +152,9 @@ def inspect_raw(store: Store, files: list[PartitionFile]) -> list[SourceFile]:
                 checked[schema] = check_structure(RawClick, schema, store.url(pf.info.path))
             plans = checked[schema]
             ranges = _click_ranges(pfile)
-        out.append(SourceFile(i, pf.info, pfile.metadata.num_rows, plans, schema.names, pf.ingest_cutoff, ranges))
+            ingest = _ingest_ranges(pfile)
+        out.append(SourceFile(i, pf.info, pfile.metadata.num_rows, plans, schema.names, pf.ingest_cutoff, ranges,
+                              ingest))
     return out
 
 
@@ -167,6 +171,28 @@ def _click_ranges(pfile: pq.ParquetFile) -> list[tuple[int | None, int | None, i
         else:
             ranges.append((None, None, rg.num_rows, True))
     return ranges
+
+
+_MS_PER_UNIT = {"s": 1000, "ms": 1, "us": 1 / 1000, "ns": 1 / 1_000_000}
+
+
+def _ingest_ranges(pfile: pq.ParquetFile) -> list[tuple[int, int] | None]:
+    """Per row group, the ingest_time statistics in ms; only for INT64 timestamps (naive ones read as UTC)."""
+    md = pfile.metadata
+    idx = pfile.schema_arrow.get_field_index("ingest_time")
+    if idx < 0 or not pa.types.is_timestamp(pfile.schema_arrow.field(idx).type):
+        return [None] * md.num_row_groups
+    per_ms = _MS_PER_UNIT[pfile.schema_arrow.field(idx).type.unit]
+    leaf = next((j for j in range(md.num_columns) if md.schema.column(j).path == "ingest_time"), -1)
+    out: list[tuple[int, int] | None] = []
+    for g in range(md.num_row_groups):
+        col = md.row_group(g).column(leaf) if leaf >= 0 else None
+        stats = col.statistics if col is not None else None
+        if stats is None or not stats.has_min_max or col.physical_type != "INT64":
+            out.append(None)
+            continue
+        out.append((int(stats.min_raw * per_ms), int(stats.max_raw * per_ms)))
+    return out
 
 
 @dataclass(frozen=True)

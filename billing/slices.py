@@ -65,23 +65,40 @@ def auto_slice_count(total_rows: int, memory_limit: int) -> int:
     return max(1, math.ceil(total_rows / per_slice))
 
 
-def plan_ranges(sources: list[SourceFile], n: int) -> list[ClickRange]:
+#: How long before its arrival a click is taken to have happened, for planning only: the bulk of a
+#: row group's click_ids lie between (first ingest - this) and its last ingest, in Snowflake time.
+CLICK_LEAD_MS = 60_000
+
+
+def plan_ranges(sources: list[SourceFile], n: int, epoch_ms: int | None = None) -> list[ClickRange]:
     """``n`` disjoint click_id ranges of similar row counts, from row-group statistics only.
 
-    Each row group is taken as spread evenly over its [min, max] click_id; the
-    boundaries are the quantiles of that piecewise-even distribution. Row groups
-    without statistics cannot be placed and weigh nothing. The first range is open
-    below (null and non-positive ids land there), the last open above.
+    Each row group is taken as spread evenly over where its click_ids bunch. Raw files are
+    written in arrival order, so that is the Snowflake-time span of its ingest_time statistics
+    (less :data:`CLICK_LEAD_MS`) within its [min, max] click_id: a few late copies per row group
+    stretch [min, max] over hours, and spreading the rows evenly over that put twice the average
+    into the last slice of the 100M benchmark day. Without ingest statistics (or ``epoch_ms``),
+    [min, max] it is. The boundaries are the quantiles of that piecewise-even distribution; a
+    wrong guess costs balance, never correctness. Row groups without click_id statistics weigh
+    nothing. The first range is open below (null and non-positive ids land there), the last above.
     """
     if n <= 1:
         return [ClickRange()]
     mins, maxs, rows = [], [], []
     for src in sources:
-        for mn, mx, cnt, _ in src.row_group_click_ranges:
-            if mn is not None and mx is not None and cnt:
-                mins.append(max(mn, 1))
-                maxs.append(max(mx, 1))
-                rows.append(cnt)
+        ingest = src.row_group_ingest_ms or [None] * len(src.row_group_click_ranges)
+        for (mn, mx, cnt, _), arrival in zip(src.row_group_click_ranges, ingest, strict=True):
+            if mn is None or mx is None or not cnt:
+                continue
+            lo, hi = max(mn, 1), max(mx, 1)
+            if arrival is not None and epoch_ms is not None:
+                bulk_lo = (arrival[0] - CLICK_LEAD_MS - epoch_ms) << 22
+                bulk_hi = ((arrival[1] + 1 - epoch_ms) << 22) - 1
+                if max(lo, bulk_lo) <= min(hi, bulk_hi):
+                    lo, hi = max(lo, bulk_lo), min(hi, bulk_hi)
+            mins.append(lo)
+            maxs.append(hi)
+            rows.append(cnt)
     if not rows:
         return [ClickRange()]
     lo_arr = np.array(mins, dtype=np.float64)

@@ -63,3 +63,50 @@ def test_run_slice_refuses_inputs_changed_since_the_plan(demo_lake: Path, tmp_pa
     os.utime(victim, ns=(victim.stat().st_atime_ns, victim.stat().st_mtime_ns + 10**9))
     r = runner.invoke(cli, ["run-slice", "--plan", plan_uri, "--slice", "0"])
     assert r.exit_code == 2 and "changed or vanished since the plan was made" in r.stderr
+
+
+def test_plan_balances_slices_despite_late_copies(tmp_path: Path) -> None:
+    """Files in arrival order with a few late copies per row group: row-group [min, max] click_ids
+    then span hours, yet the plan (from statistics only) must still give slices of similar size."""
+    import datetime as dt
+
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from billing.config import SNOWFLAKE_EPOCH_MS
+    from billing.read import PartitionFile, inspect_raw
+    from billing.slices import plan_ranges
+    from billing.storage import FileInfo, LocalStore
+
+    rng = np.random.default_rng(7)
+    d0 = int(dt.datetime(2026, 11, 26, tzinfo=dt.UTC).timestamp() * 1000)
+    hour = 3_600_000
+    weights = [1, 1, 1, 2, 4, 6, 6, 4, 2, 1, 1, 1]  # a skewed day: slices must follow the rows
+    files, all_ids = [], []
+    for h, w in enumerate(weights):
+        n = 20_000 * w
+        ev = np.sort(d0 + h * hour + rng.integers(0, hour, n))
+        ingest = ev + rng.integers(0, 2_000, n)
+        late = rng.choice(n, n // 100, replace=False)  # 1% are copies of clicks up to 3 hours older
+        ev[late] -= rng.integers(hour // 60, 3 * hour, late.size)
+        ids = ((ev - SNOWFLAKE_EPOCH_MS) << 22) | rng.integers(0, 1 << 22, n)
+        order = np.argsort(ingest, kind="stable")
+        t = pa.table({"click_id": ids[order], "ad_id": np.ones(n, np.int64),
+                      "event_time": pa.array(ev[order]).cast(pa.timestamp("ms", tz="UTC")),
+                      "ingest_time": pa.array(ingest[order]).cast(pa.timestamp("ms", tz="UTC"))})
+        path = tmp_path / f"part-{h:02d}.parquet"
+        pq.write_table(t, path, row_group_size=5_000)
+        files.append(PartitionFile(FileInfo(path.name, path.stat().st_size, "v"), None))
+        all_ids.append(ids)
+    sources = inspect_raw(LocalStore(tmp_path), files)
+    ids = np.concatenate(all_ids)
+
+    def sizes(ranges: list) -> np.ndarray:
+        return np.array([np.count_nonzero((ids >= (r.lo or 0)) & (ids < (r.hi or 1 << 63))) for r in ranges])
+
+    balanced = sizes(plan_ranges(sources, 8, SNOWFLAKE_EPOCH_MS))
+    spread = sizes(plan_ranges(sources, 8))  # the same statistics without the arrival-time hint
+    assert balanced.sum() == ids.size == spread.sum()
+    assert balanced.max() / balanced.mean() < 1.15, balanced
+    assert spread.max() / spread.mean() > balanced.max() / balanced.mean(), (spread, balanced)
