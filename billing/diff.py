@@ -42,9 +42,9 @@ def diff(con: duckdb.DuckDBPyConnection, cfg: ReconcileConfig, facts: pa.Table, 
         # Each key-sized table is dropped once the next is built: a day has millions of keys,
         # and holding all of them at once set the run's peak memory.
         sql.run(con, "attribute")
-        con.execute("DROP TABLE drift")
         sql.run(con, "drift_money", stream_has_spend=stream_has_spend)
-        con.execute("DROP TABLE attributed")
+        con.execute("DROP VIEW attributed")
+        con.execute("DROP TABLE drift")
         con.execute("DROP TABLE batch_windows")
         drift = con.sql("SELECT * FROM drift_out ORDER BY ad_id, window_start").to_arrow_table()
         block = drift_summary(con)

@@ -1,7 +1,8 @@
 -- Cause attribution: for each flagged key, the first cause that explains the whole delta,
 -- in the README's order; a key explained only in part gets the cause with the largest share,
--- and the rest of its delta is unexplained.
-CREATE OR REPLACE TEMP TABLE attributed AS
+-- and the rest of its delta is unexplained. A view: sql/drift_money.sql reads it once, so the
+-- millions of keys of a day are not materialised one more time.
+CREATE OR REPLACE TEMP VIEW attributed AS
 WITH shares AS (
   SELECT
     d.*,

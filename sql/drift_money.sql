@@ -29,5 +29,4 @@ SELECT
   END::BIGINT AS money_at_risk_micros,
   a.explained_clicks
 FROM attributed AS a
-LEFT JOIN ad_price AS p USING (ad_id)
-ORDER BY a.ad_id, a.window_start;
+LEFT JOIN ad_price AS p USING (ad_id);
