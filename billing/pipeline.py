@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -120,14 +121,43 @@ class Plan:
 def make_plan(cfg: ReconcileConfig, inputs: Inputs, raw_files: list[read.PartitionFile]) -> Plan:
     total_rows = sum(s.num_rows for s in inputs.sources)
     n = cfg.slices or slices.auto_slice_count(total_rows, cfg.memory_limit)
-    return Plan(cfg, raw_files, inputs.stream_files, slices.plan_ranges(inputs.sources, n, cfg.snowflake_epoch_ms))
+    ranges = slices.plan_ranges(inputs.sources, n, cfg.snowflake_epoch_ms)
+    if total_rows:
+        log.info("plan: %d slice(s) of %d rows; they decode %.1fx the rows (row groups read by several slices)",
+                 len(ranges), total_rows, slices.rows_decoded(inputs.sources, ranges) / total_rows)
+    return Plan(cfg, raw_files, inputs.stream_files, ranges)
 
 
-def _run_slice_job(args: tuple[ReconcileConfig, list[read.SourceFile], read.ClickRange, str]) -> str:
-    cfg, sources, rng, folder = args
+def _run_slice_job(args: tuple[ReconcileConfig, list[read.SourceFile], read.ClickRange, str, Path | None]) -> str:
+    cfg, sources, rng, folder, stragglers = args
     store = open_store(cfg.raw, endpoint=cfg.s3_endpoint)
-    slices.run_slice(cfg, store, sources, rng, temp_dir=folder).save(Path(folder))
+    slices.run_slice(cfg, store, sources, rng, temp_dir=folder, stragglers=stragglers).save(Path(folder))
     return folder
+
+
+def _set_aside_stragglers(cfg: ReconcileConfig, inputs: Inputs, ranges: list[read.ClickRange],
+                          work: Path) -> Path | None:
+    """The stragglers file when the slices would otherwise decode the lake many times over, else None."""
+    total_rows = sum(s.num_rows for s in inputs.sources)
+    if len(ranges) < 2 or not validate.stragglers_apply(inputs.raw, inputs.sources):
+        return None
+    amplification = slices.rows_decoded(inputs.sources, ranges) / total_rows
+    if amplification < slices.STRAGGLERS_FROM_AMPLIFICATION:
+        return None
+    started = time.monotonic()
+    path = work / "stragglers.parquet"
+    con = engine.connect(memory_limit=cfg.memory_limit, threads=cfg.threads, temp_dir=str(work))
+    try:
+        n = validate.set_aside_stragglers(con, inputs.raw, inputs.sources, cfg, path)  # type: ignore[arg-type]
+    except duckdb.Error as e:  # the slices fall back to reading every row group, through Arrow if need be
+        log.warning("could not set the stragglers aside (%s); slices read the lake directly",
+                    str(e).strip().splitlines()[0][:200])
+        return None
+    finally:
+        con.close()
+    log.info("set aside %d stragglers (%.2f%% of %d rows) in %.1fs: slices would otherwise decode %.1fx the rows",
+             n, 100 * n / total_rows, total_rows, time.monotonic() - started, amplification)
+    return path
 
 
 def dedup_day(cfg: ReconcileConfig, inputs: Inputs, ranges: list[read.ClickRange], work: Path) -> slices.SlicePartial:
@@ -135,13 +165,15 @@ def dedup_day(cfg: ReconcileConfig, inputs: Inputs, ranges: list[read.ClickRange
     log.info("reading %d raw files, %d rows, in %d slice(s)", len(inputs.sources), total_rows, len(ranges))
     if not inputs.sources:
         return slices.empty_partial(FACTS_SCHEMA)
+    stragglers = _set_aside_stragglers(cfg, inputs, ranges, work)
     if cfg.workers > 1 and len(ranges) > 1:
-        jobs = [(cfg, inputs.sources, rng, str(work / f"slice-{i:04d}")) for i, rng in enumerate(ranges)]
+        jobs = [(cfg, inputs.sources, rng, str(work / f"slice-{i:04d}"), stragglers) for i, rng in enumerate(ranges)]
         with ProcessPoolExecutor(max_workers=cfg.workers) as pool:
             folders = list(pool.map(_run_slice_job, jobs))
         partials = [slices.SlicePartial.load(Path(f)) for f in folders]
     else:
-        partials = [slices.run_slice(cfg, inputs.raw, inputs.sources, rng, temp_dir=str(work)) for rng in ranges]
+        partials = [slices.run_slice(cfg, inputs.raw, inputs.sources, rng, temp_dir=str(work), stragglers=stragglers)
+                    for rng in ranges]
     return slices.merge(partials)
 
 

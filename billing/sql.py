@@ -41,6 +41,11 @@ FRAGMENTS = {
     "cost": {"present": "cost_micros::BIGINT", "absent": "NULL::BIGINT"},
     "range": {"all": "TRUE", "from": "click_id >= $lo", "below": "(click_id < $hi OR click_id IS NULL)",
               "between": "click_id >= $lo AND click_id < $hi"},
+    "part": {"all": "TRUE",
+             "stragglers": "is_straggler(click_id::BIGINT, ingest_time::TIMESTAMPTZ, $epoch_ms, $lead_us)",
+             "core": "NOT is_straggler(click_id::BIGINT, ingest_time::TIMESTAMPTZ, $epoch_ms, $lead_us)"
+                     " AND ingest_time::TIMESTAMPTZ BETWEEN make_timestamptz($arrival_lo_us)"
+                     " AND make_timestamptz($arrival_hi_us)"},
     "cutoff": {"none": "TRUE",
                "some": "(NOT list_contains($cutoff_files, file_index::BIGINT) OR ingest_time::TIMESTAMPTZ < $cutoff)"},
 }

@@ -8,6 +8,7 @@ pipeline; the quarantine output re-reads the full rows, every column included.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
@@ -27,16 +28,28 @@ def _skew_us(cfg: ReconcileConfig) -> int | None:
     return None if cfg.max_id_skew is None else int(cfg.max_id_skew.total_seconds() * 1_000_000)
 
 
+#: A row arriving further than this from the time in its click_id is a straggler (is_straggler in
+#: sql/validate.sql). Clicks normally arrive within seconds; late copies and replays take minutes to hours.
+STRAGGLER_LEAD_US = 60_000_000
+
+
 def land_clicks(con: duckdb.DuckDBPyConnection, store: Store, sources: list[SourceFile], rng: ClickRange,
-                cfg: ReconcileConfig) -> None:
+                cfg: ReconcileConfig, stragglers: Path | None = None) -> None:
     """Materialise one slice's rows as table ``clicks`` with a ``reason`` column (NULL = valid).
 
     Local files are read by DuckDB itself when their types allow; anything else, and any file
     DuckDB's reader trips on, goes through the Arrow path, which names the file at fault.
+    With ``stragglers`` (the file :func:`set_aside_stragglers` wrote), the lake is read only
+    where arrival times can hold the range, and the range's stragglers come from that file.
     """
     if isinstance(store, LocalStore) and native_readable(sources):
         try:
-            land_native(con, store, sources, rng, cfg)
+            if stragglers is None:
+                land_native(con, store, sources, rng, cfg)
+            else:
+                land_native(con, store, sources, rng, cfg, part="core")
+                sql.run(con, "read_stragglers", text=sql.render("read_stragglers", range=_range_choice(rng)),
+                        stragglers=str(stragglers), lo=rng.lo, hi=rng.hi)
             return
         except duckdb.Error as e:
             log.warning("DuckDB's Parquet reader failed (%s); reading through Arrow instead",
@@ -65,23 +78,57 @@ def native_readable(sources: list[SourceFile]) -> bool:
     return True
 
 
+def _range_choice(rng: ClickRange) -> str:
+    return ("all" if rng.lo is None and rng.hi is None else "from" if rng.hi is None
+            else "below" if rng.lo is None else "between")
+
+
+#: The largest click_id; its Snowflake time bounds the arrival of a range open above.
+MAX_CLICK_ID = (1 << 63) - 1
+
+
 def land_native(con: duckdb.DuckDBPyConnection, store: LocalStore, sources: list[SourceFile], rng: ClickRange,
-                cfg: ReconcileConfig) -> None:
+                cfg: ReconcileConfig, part: str = "all") -> None:
+    """Table ``clicks`` from DuckDB's Parquet reader: the range's rows of ``part`` (all, core, stragglers)."""
     chosen = [s for s in sources if any(rng.overlaps(mn, mx, nulls) for mn, mx, _, nulls in s.row_group_click_ranges)]
     if not chosen:
         chosen = sources[:1]  # an empty slice still needs a well-typed table; the range filter empties it
     has = {name: any(name in s.columns for s in chosen) for name in ("ingest_time", "cost_micros")}
     cut = [s.file_id for s in chosen if s.ingest_cutoff is not None]
-    rng_choice = ("all" if rng.lo is None and rng.hi is None else "from" if rng.hi is None
-                  else "below" if rng.lo is None else "between")
     text = sql.render("read_native", ingest="present" if has["ingest_time"] else "absent",
-                      cost="present" if has["cost_micros"] else "absent", range=rng_choice,
-                      cutoff="some" if cut else "none")
+                      cost="present" if has["cost_micros"] else "absent", range=_range_choice(rng),
+                      cutoff="some" if cut else "none", part=part)
     cutoff = next((s.ingest_cutoff for s in chosen if s.ingest_cutoff is not None), None)
+    # A core row's arrival is within the lead of its click_id's time: bounds on ingest_time that
+    # let DuckDB skip row groups by their statistics (implied by the filter, so they drop no row).
+    first_ms = (max(rng.lo or 1, 1) >> 22) + cfg.snowflake_epoch_ms
+    last_ms = (((rng.hi - 1) if rng.hi is not None else MAX_CLICK_ID) >> 22) + cfg.snowflake_epoch_ms
     params = {"files": [store.url(s.path) for s in chosen], "file_ids": [s.file_id for s in chosen],
               "epoch_ms": cfg.snowflake_epoch_ms, "max_skew_us": _skew_us(cfg), "lo": rng.lo, "hi": rng.hi,
-              "cutoff_files": cut, "cutoff": cutoff}
+              "cutoff_files": cut, "cutoff": cutoff, "lead_us": STRAGGLER_LEAD_US,
+              "arrival_lo_us": first_ms * 1000 - STRAGGLER_LEAD_US,
+              "arrival_hi_us": last_ms * 1000 + STRAGGLER_LEAD_US}
     sql.run(con, "read_native", text=text, **params)
+
+
+def stragglers_apply(store: Store, sources: list[SourceFile]) -> bool:
+    """Whether a day can set its stragglers aside: local files DuckDB reads, each with an ingest_time."""
+    return (isinstance(store, LocalStore) and bool(sources) and native_readable(sources)
+            and all("ingest_time" in s.columns for s in sources))
+
+
+def set_aside_stragglers(con: duckdb.DuckDBPyConnection, store: LocalStore, sources: list[SourceFile],
+                         cfg: ReconcileConfig, path: Path) -> int:
+    """Write every straggler of the day, sorted by click_id, to ``path``; return how many there are.
+
+    One pass over the lake; afterwards each slice decodes only the row groups that arrived around
+    its range instead of every row group a late copy stretched over it (see slices.rows_decoded).
+    """
+    land_native(con, store, sources, ClickRange(), cfg, part="stragglers")
+    sql.run(con, "stragglers_out", path=str(path))
+    ((n,),) = con.execute("SELECT count(*) FROM clicks").fetchall()
+    con.execute("DROP TABLE clicks")
+    return int(n)
 
 
 def invalid_by_reason(con: duckdb.DuckDBPyConnection) -> dict[str, int]:

@@ -13,3 +13,11 @@ CREATE OR REPLACE TEMP MACRO invalid_reason(click_id, ad_id, event_time, cost_mi
          AND abs(epoch_us(event_time) - ((click_id >> 22) + epoch_ms) * 1000) > max_skew_us
       THEN 'id_time_mismatch'
   END;
+
+-- A straggler: a row whose arrival is more than lead_us away from the time in its click_id
+-- (a late copy, a replay, a skewed clock), or whose id or arrival is unknown. Raw files are
+-- written in arrival order, so every other row of a click_id range lies in the few row groups
+-- whose ingest_time statistics cover that range (billing.validate, set_aside_stragglers).
+CREATE OR REPLACE TEMP MACRO is_straggler(click_id, ingest_time, epoch_ms, lead_us) AS
+  click_id IS NULL OR click_id <= 0 OR ingest_time IS NULL
+  OR abs(((click_id >> 22) + epoch_ms) * 1000 - epoch_us(ingest_time)) > lead_us;

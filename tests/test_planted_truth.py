@@ -62,3 +62,29 @@ def test_many_slices_match_planted_truth(demo_factory, tmp_path: Path) -> None:
 
 def test_parallel_slices_match_planted_truth(demo_factory, tmp_path: Path) -> None:
     check_against_truth(demo_factory(6), tmp_path / "out", slices=4, workers=2)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_stragglers_set_aside_match_planted_truth(demo_factory, tmp_path: Path, monkeypatch, caplog,
+                                                  workers: int) -> None:
+    """Slices reading only the row groups that arrived around their range, plus the set-aside
+    stragglers, give the planted truth and the very bytes of slices reading the lake directly."""
+    import hashlib
+    import logging
+
+    from billing import slices
+    from billing.pipeline import CONTENT_FILES
+
+    lake = demo_factory(7)
+    monkeypatch.setattr(slices, "STRAGGLERS_FROM_AMPLIFICATION", float("inf"))
+    direct = check_against_truth(lake, tmp_path / "direct", slices=6, workers=workers)
+    assert "set aside" not in caplog.text
+    monkeypatch.setattr(slices, "STRAGGLERS_FROM_AMPLIFICATION", 0.0)
+    with caplog.at_level(logging.INFO, logger="billing.pipeline"):
+        aside = check_against_truth(lake, tmp_path / "aside", slices=6, workers=workers)
+    assert "set aside" in caplog.text
+    assert aside == direct
+    for name in CONTENT_FILES:
+        a, b = (hashlib.sha256((tmp_path / o / f"dt={DEMO_DATE}" / "v=1" / name).read_bytes()).hexdigest()
+                for o in ("direct", "aside"))
+        assert a == b, name
