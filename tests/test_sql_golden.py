@@ -220,7 +220,7 @@ def test_no_sql_file_without_a_test() -> None:
     """A new sql/ file must be added here, and to a golden or rule test."""
     used = {"validate", "read", "dedup", "totals", "window_facts", "ledger", "invalid_by_reason", "quarantine_rows",
             "conflicts", "stream", "stream_counts", "drift", "attribute", "money", "drift_money", "batch_windows",
-            "totals_out", "drift_summary", "drift_by", "read_native"}
+            "totals_out", "drift_summary", "drift_by", "read_native", "read_stragglers", "stragglers_out"}
     assert {p.stem for p in sql.sql_dir().glob("*.sql")} <= used
 
 
