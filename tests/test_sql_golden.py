@@ -103,6 +103,24 @@ def test_totals_sql_day_membership_and_facts(con) -> None:
                       "billable_spend_micros": 15}
 
 
+
+def test_totals_sql_losers_leave_their_own_window(con) -> None:
+    """A loser's cost, lateness and click leave its own window; a window of losers only vanishes."""
+    land(con, [
+        (1, 5, at(1), at(1, 0, 1), None, 0, 0, None),  # winner, no cost
+        (1, 6, at(2), at(3), 40, 0, 1, None),  # loser (conflict) in ad 6's minute 02:00, late, with a cost
+        (2, 6, at(2), at(2, 0, 1), None, 0, 2, None),  # a single click there, no cost
+        (3, 7, at(4), at(4, 0, 2), 9, 0, 3, None),  # winner with a cost
+        (3, 7, at(4), at(4, 0, 5), 9, 0, 4, None),  # loser, same window
+        (1, 8, at(5), at(5, 0, 9), 3, 0, 5, None),  # loser alone in ad 8's minute 05:00
+    ])
+    sql.run(con, "dedup")
+    first = int(at(0).timestamp()) // 60
+    sql.run(con, "totals", day_start_minute=first, day_end_minute=first + 1440, stream_lateness_us=600_000_000)
+    got = [tuple(r.values()) for r in sql.table(con, "window_facts").to_pylist()]
+    # (ad, window, clicks, spend, duplicate_copies, late_clicks); spend NULL where no winner has a cost
+    assert sorted(got) == [(5, at(1), 1, None, 2, 0), (6, at(2), 1, None, 0, 0), (7, at(4), 1, 9, 1, 0)]
+
 def drift_inputs(con, batch, stream):
     ts = pa.timestamp("us", tz="UTC")
     con.register("bw", pa.table({
