@@ -10,7 +10,7 @@ import os
 import socket
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -355,14 +355,18 @@ def build_outputs(cfg: ReconcileConfig, inputs: Inputs, merged: slices.SlicePart
         "conflicts.parquet": folder / "conflicts.parquet",
         "summary.json": folder / "summary.json",
     }
-    write_parquet(totals, staged["totals.parquet"])
-    write_parquet(drift, staged["drift.parquet"])
-    write_parquet(quarantine, staged["quarantine.parquet"])
-    write_parquet(conflicts, staged["conflicts.parquet"])
-    write_json(summary, staged["summary.json"])
-    staged.update(report.render_all(folder, summary=summary, drift=drift, totals=totals,
-                                    quarantine=quarantine, conflicts=conflicts,
-                                    inputs=_input_listing(inputs), code_version=billing.__version__))
+    # The two day-sized files are encoded in threads (Arrow releases the GIL) while the report renders.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        writes = [pool.submit(write_parquet, totals, staged["totals.parquet"]),
+                  pool.submit(write_parquet, drift, staged["drift.parquet"])]
+        write_parquet(quarantine, staged["quarantine.parquet"])
+        write_parquet(conflicts, staged["conflicts.parquet"])
+        write_json(summary, staged["summary.json"])
+        staged.update(report.render_all(folder, summary=summary, drift=drift, totals=totals,
+                                        quarantine=quarantine, conflicts=conflicts,
+                                        inputs=_input_listing(inputs), code_version=billing.__version__))
+        for w in writes:
+            w.result()  # re-raises a failed write
     return staged, summary
 
 

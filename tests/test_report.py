@@ -142,3 +142,32 @@ def test_report_in_headless_chromium(published: Path, tmp_path: Path) -> None:
     assert f"{summary['ledger']['billable_clicks']:,}" in text
     assert money(summary["ledger"]["billable_spend_micros"]) in text
     assert f"{summary['stream']['clicks']:,}" in text
+
+
+def test_charts_draw_the_data_as_well_formed_svg() -> None:
+    import xml.etree.ElementTree as ET
+
+    from billing.report import chart_causes, chart_hours, nice_ticks
+
+    assert nice_ticks(0) == [0, 1]
+    assert nice_ticks(12) == [0, 5, 10, 15] and nice_ticks(5_621_953)[-1] >= 5_621_953
+    assert all(b - a == 1_000_000 for a, b in zip(nice_ticks(5_621_953), nice_ticks(5_621_953)[1:], strict=False))
+    hours = [{"hour": h, "batch": 100 * h, "stream": 100 * h + (7 if h == 5 else 0), "flagged": int(h == 5),
+              "abs_delta": 7 if h == 5 else 0} for h in range(24)]
+    ns = {"s": "http://www.w3.org/2000/svg"}
+    root = ET.fromstring(chart_hours(hours))
+    bars = [r for r in root.iterfind(".//s:rect", ns) if r.find("s:title", ns) is not None]
+    assert len(bars) == 48
+    tallest = max(bars, key=lambda r: float(r.get("height")))
+    assert tallest.find("s:title", ns).text == "23h: 2,300 clicks"
+    heights = {r.find("s:title", ns).text: float(r.get("height")) for r in bars}
+    assert heights["10h: 1,000 clicks"] == pytest.approx(heights["20h: 2,000 clicks"] / 2, abs=0.11)
+    line = root.find(".//s:polyline", ns).get("points").split()
+    ys = [float(p.split(",")[1]) for p in line]
+    assert ys[5] == min(ys) and len(set(ys[:5] + ys[6:])) == 1  # the drift peak at 05h, flat elsewhere
+    causes = ET.fromstring(chart_causes({"lost_events": {"keys": 2, "clicks": 3},
+                                         "replay_overcount": {"keys": 1, "clicks": 9}}))
+    texts = [t.text for t in causes.iterfind(".//s:text", ns)]
+    assert texts.index("replay_overcount") < texts.index("lost_events")  # largest first
+    assert "9 clicks, 1 windows" in texts
+    assert "no flagged drift" in [t.text for t in ET.fromstring(chart_causes({})).iterfind(".//s:text", ns)]
