@@ -112,7 +112,8 @@ semantics_options = _stack(
          help="Reconcile against nothing when the stream partition is missing."),
 )
 engine_options = _stack(
-    _opt("--memory-limit", default=None, help="DuckDB memory limit, e.g. 4GB (default: half the RAM)."),
+    _opt("--memory-limit", default=None, help="Memory for the whole run, e.g. 4GB; DuckDB gets 40% and spills "
+         "beyond it (default: half the RAM)."),
     _opt("--threads", default=0, type=int, help="DuckDB threads (0: one per core)."),
     _opt("--slices", default=0, type=int, help="Click-id slices (0: chosen from the row count and memory)."),
     _opt("--workers", default=1, type=int, show_default=True, help="Processes running slices at once."),

@@ -32,11 +32,16 @@ def diff(con: duckdb.DuckDBPyConnection, cfg: ReconcileConfig, facts: pa.Table, 
     start, end = day_bounds(cfg.date)
     con.register("batch_facts", facts)
     con.register("stream_source", stream)
+    # The caller hands both tables over: once DuckDB has loaded them they are let go of, so a day's
+    # millions of windows are not held twice (issue 5's memory cap).
+    del facts, stream
     try:
         sql.run(con, "batch_windows")
+        con.unregister("batch_facts")
         totals = sql.table(con, "totals_out", has_cost=has_cost)
         sql.run(con, "stream", day_start=start, day_end=end)
         (counts,) = sql.fetch_dicts(con, "stream_counts", day_start=start, day_end=end)
+        con.unregister("stream_source")
         sql.run(con, "drift", tolerance_abs=cfg.tolerance_abs, tolerance_rel=cfg.tolerance_rel)
         con.execute("DROP TABLE stream_windows")
         # Each key-sized table is dropped once the next is built: a day has millions of keys,
@@ -49,8 +54,8 @@ def diff(con: duckdb.DuckDBPyConnection, cfg: ReconcileConfig, facts: pa.Table, 
         drift = con.sql("SELECT * FROM drift_out ORDER BY ad_id, window_start").to_arrow_table()
         block = drift_summary(con)
     finally:
-        con.unregister("batch_facts")
-        con.unregister("stream_source")
+        for name in ("batch_facts", "stream_source"):
+            con.unregister(name)  # a no-op when already let go of
     return DiffResult(totals, drift, {k: int(v) for k, v in counts.items()}, block)
 
 

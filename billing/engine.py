@@ -12,10 +12,17 @@ from billing import sql
 MACRO_FILES = ("validate", "money")
 
 
+#: DuckDB's share of a run's memory limit (``--memory-limit``): it spills to disk beyond it. The
+#: rest holds what stages hand each other as Arrow tables (a day's windows, the drift table), so
+#: the whole process stays under the limit.
+DUCKDB_SHARE = 0.4
+
+
 def connect(*, memory_limit: int, threads: int = 0, temp_dir: str | None = None) -> duckdb.DuckDBPyConnection:
+    """A DuckDB session for a run whose whole process may use ``memory_limit`` bytes."""
     con = duckdb.connect(":memory:")
     con.execute("SET TimeZone = 'UTC'")
-    con.execute(f"SET memory_limit = '{int(memory_limit)}B'")
+    con.execute(f"SET memory_limit = '{int(memory_limit * DUCKDB_SHARE)}B'")
     # Results are sorted explicitly where order matters; letting DuckDB stream
     # unordered keeps big aggregations inside the memory limit.
     con.execute("SET preserve_insertion_order = false")

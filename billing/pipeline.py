@@ -194,13 +194,12 @@ def reconcile(cfg: ReconcileConfig) -> RunResult:
 def finish(cfg: ReconcileConfig, inputs: Inputs, day: Day, merged: slices.SlicePartial, run_id: str,
            started: float, work: Path) -> RunResult:
     """Diff the merged slices against the stream side, stage every output, publish (caller holds the lock)."""
-    stream_table = read.read_stream(inputs.stream, inputs.stream_files)
     has_cost = any("cost_micros" in s.columns for s in inputs.sources)
     stream_has_spend = any(_has_column(inputs.stream, f, "spend_micros") for f in inputs.stream_files)
     con = engine.connect(memory_limit=cfg.memory_limit, threads=cfg.threads, temp_dir=str(work))
     try:
-        facts = merged.window_facts if merged.window_facts.num_rows else FACTS_SCHEMA.empty_table()
-        result = diff(con, cfg, facts.cast(FACTS_SCHEMA), stream_table,
+        # Neither table is bound to a name here: diff() lets go of each once DuckDB has loaded it.
+        result = diff(con, cfg, _take_window_facts(merged), read.read_stream(inputs.stream, inputs.stream_files),
                       has_cost=has_cost, stream_has_spend=stream_has_spend)
     finally:
         con.close()
@@ -212,6 +211,13 @@ def finish(cfg: ReconcileConfig, inputs: Inputs, day: Day, merged: slices.SliceP
     log.info("%s %s in %.1fs: %s", "unchanged" if commit.unchanged else "published", commit.url,
              time.monotonic() - started, summary["status"])
     return RunResult(summary, commit, summary["exit_code"])
+
+
+def _take_window_facts(merged: slices.SlicePartial) -> pa.Table:
+    """The merged window facts, taken out of ``merged`` (nothing downstream needs them there)."""
+    facts = merged.window_facts
+    merged.window_facts = FACTS_SCHEMA.empty_table()
+    return facts.cast(FACTS_SCHEMA) if facts.num_rows else FACTS_SCHEMA.empty_table()
 
 
 # --- scale-out: plan, run-slice, merge (each a separate process, possibly on another machine) ----
