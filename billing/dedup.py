@@ -13,7 +13,7 @@ from billing import sql
 
 
 def pick_winners(con: duckdb.DuckDBPyConnection) -> None:
-    """Table ``ranked``: every valid copy with its rank in its click_id (1 = winner) and its winner's window."""
+    """Tables ``repeated_ids`` and ``copies`` (the ranked copies of ids seen more than once), view ``ranked``."""
     sql.run(con, "dedup")
 
 

@@ -12,28 +12,30 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from billing import sql
+from billing import schemas, sql
 from billing.config import ReconcileConfig
 from billing.totals import day_bounds
+
+DRIFT_COLUMNS = tuple(schemas.arrow_schema(schemas.Drift).names)
 
 
 @dataclass
 class DiffResult:
     totals: pa.Table
     drift: pa.Table
-    """drift.parquet's columns plus ``explained_clicks`` (dropped before publishing)."""
+    """drift.parquet's columns."""
     stream_counts: dict[str, int]
     summary: dict[str, Any]
     """The ``drift`` block of summary.json."""
 
 
-def diff(con: duckdb.DuckDBPyConnection, cfg: ReconcileConfig, facts: pa.Table, stream: pa.Table, *,
-         has_cost: bool, stream_has_spend: bool) -> DiffResult:
+def diff(con: duckdb.DuckDBPyConnection, cfg: ReconcileConfig, facts: duckdb.DuckDBPyRelation | pa.Table,
+         stream: pa.Table, *, has_cost: bool, stream_has_spend: bool) -> DiffResult:
     start, end = day_bounds(cfg.date)
     con.register("batch_facts", facts)
     con.register("stream_source", stream)
-    # The caller hands both tables over: once DuckDB has loaded them they are let go of, so a day's
-    # millions of windows are not held twice (issue 5's memory cap).
+    # The caller hands the stream table over: once DuckDB has loaded it, it is let go of, so a day's
+    # millions of sink rows are not held twice (issue 5's memory cap).
     del facts, stream
     try:
         sql.run(con, "batch_windows")
@@ -51,7 +53,9 @@ def diff(con: duckdb.DuckDBPyConnection, cfg: ReconcileConfig, facts: pa.Table, 
         con.execute("DROP VIEW attributed")
         con.execute("DROP TABLE drift")
         con.execute("DROP TABLE batch_windows")
-        drift = con.sql("SELECT * FROM drift_out ORDER BY ad_id, window_start").to_arrow_table()
+        # Only the published columns come out of DuckDB (the summary is computed in SQL).
+        columns = ", ".join(DRIFT_COLUMNS)  # names from the output schema, not values
+        drift = con.sql(f"SELECT {columns} FROM drift_out ORDER BY ad_id, window_start").to_arrow_table()
         block = drift_summary(con)
     finally:
         for name in ("batch_facts", "stream_source"):

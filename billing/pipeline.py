@@ -173,7 +173,7 @@ def dedup_day(cfg: ReconcileConfig, inputs: Inputs, ranges: list[read.ClickRange
         partials = [slices.SlicePartial.load(Path(f)) for f in folders]
     else:
         partials = [slices.run_slice(cfg, inputs.raw, inputs.sources, rng, temp_dir=str(work), stragglers=stragglers)
-                    for rng in ranges]
+                    .save(work / f"slice-{i:04d}") for i, rng in enumerate(ranges)]
     return slices.merge(partials)
 
 
@@ -198,8 +198,8 @@ def finish(cfg: ReconcileConfig, inputs: Inputs, day: Day, merged: slices.SliceP
     stream_has_spend = any(_has_column(inputs.stream, f, "spend_micros") for f in inputs.stream_files)
     con = engine.connect(memory_limit=cfg.memory_limit, threads=cfg.threads, temp_dir=str(work))
     try:
-        # Neither table is bound to a name here: diff() lets go of each once DuckDB has loaded it.
-        result = diff(con, cfg, _take_window_facts(merged), read.read_stream(inputs.stream, inputs.stream_files),
+        # The stream table is not bound to a name here: diff() lets go of it once DuckDB has loaded it.
+        result = diff(con, cfg, _window_facts(con, merged), read.read_stream(inputs.stream, inputs.stream_files),
                       has_cost=has_cost, stream_has_spend=stream_has_spend)
     finally:
         con.close()
@@ -213,11 +213,13 @@ def finish(cfg: ReconcileConfig, inputs: Inputs, day: Day, merged: slices.SliceP
     return RunResult(summary, commit, summary["exit_code"])
 
 
-def _take_window_facts(merged: slices.SlicePartial) -> pa.Table:
-    """The merged window facts, taken out of ``merged`` (nothing downstream needs them there)."""
-    facts = merged.window_facts
-    merged.window_facts = FACTS_SCHEMA.empty_table()
-    return facts.cast(FACTS_SCHEMA) if facts.num_rows else FACTS_SCHEMA.empty_table()
+def _window_facts(con: duckdb.DuckDBPyConnection, merged: slices.SlicePartial) -> duckdb.DuckDBPyRelation:
+    """The day's window facts as a relation: read from the slices' files, plus any still in memory."""
+    rel = con.from_arrow(merged.window_facts.cast(FACTS_SCHEMA) if merged.window_facts.num_rows
+                         else FACTS_SCHEMA.empty_table())
+    if merged.facts_files:
+        rel = con.read_parquet([str(f) for f in merged.facts_files]).union(rel)
+    return rel
 
 
 # --- scale-out: plan, run-slice, merge (each a separate process, possibly on another machine) ----

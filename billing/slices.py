@@ -12,7 +12,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -41,23 +41,32 @@ class SlicePartial:
     """What one slice contributes to the day."""
 
     window_facts: pa.Table
+    """The slice's windows while in memory; empty once saved (see ``facts_files``)."""
     ledger: Ledger
     quarantine_pointers: pa.Table
     conflicts: pa.Table
+    facts_files: list[Path] = field(default_factory=list)
+    """Parquet files holding the window facts once saved. A day's merged partial keeps its millions of
+    windows there, not in memory: the diff reads them with DuckDB, inside its memory limit."""
 
-    def save(self, folder: Path) -> None:
+    def save(self, folder: Path) -> SlicePartial:
+        """Write the partial to ``folder``; return it with its window facts left on disk."""
         folder.mkdir(parents=True, exist_ok=True)
         for name in ("window_facts", "quarantine_pointers", "conflicts"):
             pq.write_table(getattr(self, name), folder / f"{name}.parquet")
         (folder / "ledger.json").write_text(json.dumps(self.ledger.as_dict(), sort_keys=True))
+        return SlicePartial(self.window_facts.schema.empty_table(), self.ledger, self.quarantine_pointers,
+                            self.conflicts, [*self.facts_files, folder / "window_facts.parquet"])
 
     @classmethod
     def load(cls, folder: Path) -> SlicePartial:
+        """A saved partial; its window facts stay on disk."""
         return cls(
-            window_facts=pq.read_table(folder / "window_facts.parquet"),
+            window_facts=pq.read_schema(folder / "window_facts.parquet").empty_table(),
             ledger=Ledger.from_dict(json.loads((folder / "ledger.json").read_text())),
             quarantine_pointers=pq.read_table(folder / "quarantine_pointers.parquet"),
             conflicts=pq.read_table(folder / "conflicts.parquet"),
+            facts_files=[folder / "window_facts.parquet"],
         )
 
 
@@ -184,4 +193,5 @@ def merge(partials: list[SlicePartial]) -> SlicePartial:
         ledger=ledger,
         quarantine_pointers=pa.concat_tables([p.quarantine_pointers for p in partials]),
         conflicts=pa.concat_tables([p.conflicts for p in partials]),
+        facts_files=[f for p in partials for f in p.facts_files],
     )
