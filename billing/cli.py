@@ -361,11 +361,12 @@ def diff_versions(from_v: int, to_v: int | None, csv_path: str | None, **kw: Any
     Example:
       billing diff-versions --date 2026-11-26 --out ./out --from 1 --to 2 --csv adjust.csv
     """
-    from billing.pipeline import restatement
+    from billing.pipeline import TOTALS_PER_AD, per_ad_totals, restatement
 
     day = _day(kw)
     to_v = to_v or day.require_current()
-    rows = restatement(day.read_table(from_v, "totals.parquet"), day.read_table(to_v, "totals.parquet")) or []
+    rows = restatement(per_ad_totals(day.iter_batches(from_v, "totals.parquet", TOTALS_PER_AD)),
+                       per_ad_totals(day.iter_batches(to_v, "totals.parquet", TOTALS_PER_AD))) or []
     header = ["ad_id", "clicks_before", "clicks_after", "clicks_delta",
               "spend_micros_before", "spend_micros_after", "spend_micros_delta"]
     table = [{**r, "clicks_delta": r["clicks_after"] - r["clicks_before"],

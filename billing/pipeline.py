@@ -10,6 +10,7 @@ import os
 import socket
 import tempfile
 import time
+from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -205,7 +206,7 @@ def finish(cfg: ReconcileConfig, inputs: Inputs, day: Day, merged: slices.SliceP
         con.close()
     faults.point("after_diff")
     staged, summary = build_outputs(cfg, inputs, merged, result, work / "out")
-    previous = _previous_totals(day)
+    previous = _previous_per_ad(day)
     manifest = build_manifest(cfg, inputs, summary, run_id, started, result.totals, previous)
     commit = day.publish(staged, manifest, compare=OUTPUT_FILES)
     log.info("%s %s in %.1fs: %s", "unchanged" if commit.unchanged else "published", commit.url,
@@ -401,28 +402,37 @@ def _input_listing(inputs: Inputs) -> dict[str, list[dict[str, Any]]]:
     }
 
 
-def _previous_totals(day: Day) -> pa.Table | None:
+PerAd = dict[int, tuple[int, int | None]]
+TOTALS_PER_AD = ["ad_id", "clicks", "spend_micros"]
+
+
+def per_ad_totals(batches: Iterable[pa.RecordBatch]) -> PerAd:
+    """Per ad: (clicks, spend) summed batch by batch; spend None when no window of the ad has one."""
+    out: PerAd = {}
+    for batch in batches:
+        if batch.num_rows == 0:
+            continue
+        g = pa.Table.from_batches([batch]).group_by("ad_id").aggregate([("clicks", "sum"), ("spend_micros", "sum")])
+        for ad, c, sp in zip(g.column("ad_id").to_pylist(), g.column("clicks_sum").to_pylist(),
+                             g.column("spend_micros_sum").to_pylist(), strict=True):
+            clicks, spend = out.get(ad, (0, None))
+            out[ad] = (clicks + c, spend if sp is None else sp if spend is None else spend + sp)
+    return out
+
+
+def _previous_per_ad(day: Day) -> PerAd | None:
     v = day.current_version()
-    return None if v is None else day.read_table(v, "totals.parquet")
+    return None if v is None else per_ad_totals(day.iter_batches(v, "totals.parquet", TOTALS_PER_AD))
 
 
-def restatement(before: pa.Table | None, after: pa.Table) -> list[dict[str, Any]] | None:
+def restatement(before: PerAd | None, after: PerAd) -> list[dict[str, Any]] | None:
     """Per ad whose clicks or spend changed: before → after (None for a first version)."""
     if before is None:
         return None
-
-    def per_ad(t: pa.Table) -> dict[int, tuple[int, int | None]]:
-        if t.num_rows == 0:
-            return {}
-        g = t.group_by("ad_id").aggregate([("clicks", "sum"), ("spend_micros", "sum")])
-        return {a: (c, s) for a, c, s in zip(g.column("ad_id").to_pylist(), g.column("clicks_sum").to_pylist(),
-                                             g.column("spend_micros_sum").to_pylist(), strict=True)}
-
-    b, a = per_ad(before), per_ad(after)
     changes = []
-    for ad in sorted(set(b) | set(a)):
-        cb, sb = b.get(ad, (0, 0))
-        ca, sa = a.get(ad, (0, 0))
+    for ad in sorted(set(before) | set(after)):
+        cb, sb = before.get(ad, (0, 0))
+        ca, sa = after.get(ad, (0, 0))
         if (cb, sb) != (ca, sa):
             changes.append({"ad_id": ad, "clicks_before": cb, "clicks_after": ca,
                             "spend_micros_before": sb, "spend_micros_after": sa})
@@ -430,7 +440,7 @@ def restatement(before: pa.Table | None, after: pa.Table) -> list[dict[str, Any]
 
 
 def build_manifest(cfg: ReconcileConfig, inputs: Inputs, summary: dict[str, Any], run_id: str,
-                   started: float, totals: pa.Table, previous: pa.Table | None) -> dict[str, Any]:
+                   started: float, totals: pa.Table, previous: PerAd | None) -> dict[str, Any]:
     return {
         "date": cfg.date.isoformat(),
         "run_id": run_id,
@@ -442,5 +452,5 @@ def build_manifest(cfg: ReconcileConfig, inputs: Inputs, summary: dict[str, Any]
         "config": {"content": cfg.content_settings(), "run": cfg.run_settings()},
         "inputs": _input_listing(inputs),
         "counts": {"ledger": summary["ledger"], "stream": summary["stream"]},
-        "restatement": restatement(previous, totals),
+        "restatement": restatement(previous, per_ad_totals(totals.to_batches())),
     }

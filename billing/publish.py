@@ -123,6 +123,11 @@ class Day:
         with self.out.open_input(path) as f:
             return pq.read_table(f)
 
+    def iter_batches(self, version: int, name: str, columns: list[str]) -> Iterator[pa.RecordBatch]:
+        """A stored table, a million rows at a time (a day's totals need not fit in memory twice)."""
+        with self.out.open_input(self.path(f"v={version}", name)) as f:
+            yield from pq.ParquetFile(f).iter_batches(batch_size=1 << 20, columns=columns)
+
     def require_current(self) -> int:
         v = self.current_version()
         if v is None:

@@ -123,17 +123,25 @@ def per_ad(totals: pa.Table, drift: pa.Table) -> list[dict[str, Any]]:
 
 
 def per_hour(drift: pa.Table) -> list[dict[str, int]]:
+    """Batch and stream clicks per hour of day, and |delta| of the flagged windows.
+
+    A million rows at a time: the day's drift table is already in memory, its derived columns need not be.
+    """
     hours = [{"hour": h, "batch": 0, "stream": 0, "flagged": 0, "abs_delta": 0} for h in range(24)]
-    if drift.num_rows == 0:
-        return hours
-    t = pa.table({"hour": pc.hour(drift.column("window_start")), "batch": drift.column("batch_clicks"),
-                  "stream": drift.column("stream_clicks"), "flagged": drift.column("flagged"),
-                  "abs_delta": pc.if_else(drift.column("flagged"), pc.abs(drift.column("delta")), 0)})
-    g = t.group_by("hour").aggregate([("batch", "sum"), ("stream", "sum"), ("abs_delta", "sum"),
-                                      ("flagged", "sum")])
-    for h, b, s, a, f in zip(*(g.column(c).to_pylist() for c in
-                               ("hour", "batch_sum", "stream_sum", "abs_delta_sum", "flagged_sum")), strict=True):
-        hours[h].update(batch=b, stream=s, abs_delta=a, flagged=f)
+    for batch in drift.to_batches(max_chunksize=1 << 20):
+        if batch.num_rows == 0:
+            continue
+        flagged = batch.column("flagged")
+        t = pa.table({"hour": pc.hour(batch.column("window_start")), "batch": batch.column("batch_clicks"),
+                      "stream": batch.column("stream_clicks"), "flagged": flagged,
+                      "abs_delta": pc.if_else(flagged, pc.abs(batch.column("delta")), 0)})
+        g = t.group_by("hour").aggregate([("batch", "sum"), ("stream", "sum"), ("abs_delta", "sum"),
+                                          ("flagged", "sum")])
+        for h, b, st, a, f in zip(*(g.column(c).to_pylist() for c in
+                                    ("hour", "batch_sum", "stream_sum", "abs_delta_sum", "flagged_sum")), strict=True):
+            row = hours[h]
+            row.update(batch=row["batch"] + b, stream=row["stream"] + st, abs_delta=row["abs_delta"] + a,
+                       flagged=row["flagged"] + f)
     return hours
 
 

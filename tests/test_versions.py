@@ -90,3 +90,15 @@ def test_abandoned_version_folders_are_skipped_not_reused(tmp_path: Path) -> Non
     assert json.loads((tmp_path / "out/dt=2026-11-26/_current.json").read_text())["version"] == 3
     m = json.loads((tmp_path / "out/dt=2026-11-26/v=3/manifest.json").read_text())
     assert m["previous_version"] == 1
+
+
+def test_per_ad_totals_sum_across_batches_like_one_table() -> None:
+    import pyarrow as pa
+
+    from billing.pipeline import per_ad_totals
+
+    t = pa.table({"ad_id": [1, 2, 1, 3, 2, 3], "clicks": [1, 2, 3, 4, 5, 6],
+                  "spend_micros": pa.array([10, None, None, None, 7, None], pa.int64())})
+    whole = per_ad_totals(t.to_batches())
+    assert whole == {1: (4, 10), 2: (7, 7), 3: (10, None)}  # spend None only where no window has one
+    assert per_ad_totals(t.to_batches(max_chunksize=1)) == whole == per_ad_totals(t.to_batches(max_chunksize=4))
