@@ -219,7 +219,7 @@ def _window_facts(con: duckdb.DuckDBPyConnection, merged: slices.SlicePartial) -
     rel = con.from_arrow(merged.window_facts.cast(FACTS_SCHEMA) if merged.window_facts.num_rows
                          else FACTS_SCHEMA.empty_table())
     if merged.facts_files:
-        rel = con.read_parquet([str(f) for f in merged.facts_files]).union(rel)
+        rel = con.read_parquet([str(f) for f in merged.facts_files]).union(rel)  # UNION ALL: sums follow
     return rel
 
 
