@@ -1,10 +1,9 @@
 """Report stage: the page finance reads, and the CSV exports.
 
-``report.html`` is one self-contained file: inline CSS, inline SVG charts rendered by
-matplotlib, a few lines of inline script to sort tables, and nothing fetched at view
-time. Every value that comes from data goes through :func:`html.escape`. The same
-inputs render the same bytes (no clock, no random ids), so the report is reproducible
-like every other output.
+``report.html`` is one self-contained file: inline CSS, inline SVG charts written here,
+a few lines of inline script to sort tables, and nothing fetched at view time. Every
+value that comes from data goes through :func:`html.escape`. The same inputs render the
+same bytes (no clock, no random ids), so the report is reproducible like every other output.
 """
 
 from __future__ import annotations
