@@ -13,7 +13,7 @@ from billing import sql
 
 
 def pick_winners(con: duckdb.DuckDBPyConnection) -> None:
-    """Tables ``repeated_ids`` and ``copies`` (the ranked copies of ids seen more than once), view ``ranked``."""
+    """Tables ``repeated_ids`` and ``copies``: every valid copy of an id seen more than once, ranked."""
     sql.run(con, "dedup")
 
 

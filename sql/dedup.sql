@@ -8,9 +8,9 @@
 -- 1. repeated_ids: sort the ids and compare each with the one before. Snowflake ids of a slice are
 --    nearly sorted already, and sorting one BIGINT column is much cheaper than a hash table of every
 --    id or a window sort of whole rows (measured on a 10M-row slice: 0.7 s against 1.3 s and 2.2 s);
--- 2. copies: the copies of those ids, ranked by a window over (typically) a few percent of the rows;
--- 3. ranked: every valid copy, the single ones as their own winners. A view, for reading the ranks
---    (tests, inspection): totals and conflicts need only table copies.
+-- 2. copies: the copies of those ids, ranked by a window over (typically) a few percent of the rows.
+-- A click_id not in repeated_ids has one copy, its own winner: totals (sql/totals.sql) count it
+-- where it stands, and conflicts need two copies, so neither needs the single copies ranked.
 CREATE OR REPLACE TEMP TABLE repeated_ids AS
 SELECT DISTINCT click_id
 FROM (SELECT click_id, lag(click_id) OVER (ORDER BY click_id) AS previous_id FROM clicks WHERE reason IS NULL)
@@ -31,20 +31,3 @@ SELECT
 FROM (SELECT *, event_us // 60000000 AS minute FROM clicks SEMI JOIN repeated_ids USING (click_id)
       WHERE reason IS NULL)
 WINDOW w AS (PARTITION BY click_id ORDER BY ingest_us ASC NULLS LAST, pos ASC);
-
-CREATE OR REPLACE TEMP VIEW ranked AS
-SELECT
-  click_id,
-  ad_id,
-  minute,
-  event_us,
-  ingest_us,
-  cost_micros,
-  pos,
-  1::BIGINT AS copy_rank,
-  ad_id AS won_ad_id,
-  minute AS won_minute
-FROM (SELECT *, event_us // 60000000 AS minute FROM clicks ANTI JOIN repeated_ids USING (click_id)
-      WHERE reason IS NULL)
-UNION ALL
-SELECT * FROM copies;

@@ -74,10 +74,10 @@ def test_dedup_sql_winner_copies_conflict(con) -> None:
         (9, 1, at(10, 0, 30), at(10), 4, 1, 9, None),  # same ingest: lower file id wins; same minute
     ])
     sql.run(con, "dedup")
-    got = con.execute("SELECT click_id, ad_id, cost_micros, won_ad_id FROM ranked WHERE copy_rank = 1 "
+    got = con.execute("SELECT click_id, ad_id, cost_micros, won_ad_id FROM copies WHERE copy_rank = 1 "
                       "ORDER BY 1").fetchall()
     assert got == [(7, 2, 20, 2), (8, 1, 2, 1), (9, 1, 4, 1)]
-    ranks = con.execute("SELECT click_id, cost_micros, copy_rank, won_ad_id FROM ranked ORDER BY 1, 3").fetchall()
+    ranks = con.execute("SELECT click_id, cost_micros, copy_rank, won_ad_id FROM copies ORDER BY 1, 3").fetchall()
     assert ranks == [(7, 20, 1, 2), (7, 10, 2, 2), (7, 30, 3, 2), (8, 2, 1, 1), (8, 1, 2, 1), (9, 4, 1, 1),
                      (9, 3, 2, 1)]
     assert sql.table(con, "conflicts").column("click_id").to_pylist() == [7]
