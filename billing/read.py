@@ -158,18 +158,24 @@ def inspect_raw(store: Store, files: list[PartitionFile]) -> list[SourceFile]:
     return out
 
 
+def _column_stats(pfile: pq.ParquetFile, name: str) -> list[pq.Statistics | None]:
+    """Per row group, the written statistics of top-level column ``name`` (None when absent or unwritten)."""
+    md = pfile.metadata
+    leaf = next((j for j in range(md.num_columns) if md.schema.column(j).path == name), -1)
+    return [md.row_group(g).column(leaf).statistics if leaf >= 0 else None for g in range(md.num_row_groups)]
+
+
 def _click_ranges(pfile: pq.ParquetFile) -> list[tuple[int | None, int | None, int, bool]]:
     md = pfile.metadata
     idx = pfile.schema_arrow.get_field_index("click_id")
+    integer = idx >= 0 and pa.types.is_integer(pfile.schema_arrow.field(idx).type)
     ranges = []
-    for g in range(md.num_row_groups):
-        rg = md.row_group(g)
-        col = rg.column(idx) if idx >= 0 else None
-        stats = col.statistics if col is not None else None
-        if stats is not None and stats.has_min_max and pa.types.is_integer(pfile.schema_arrow.field(idx).type):
-            ranges.append((int(stats.min), int(stats.max), rg.num_rows, bool(stats.null_count)))
+    for g, stats in enumerate(_column_stats(pfile, "click_id")):
+        rows = md.row_group(g).num_rows
+        if integer and stats is not None and stats.has_min_max:
+            ranges.append((int(stats.min), int(stats.max), rows, bool(stats.null_count)))
         else:
-            ranges.append((None, None, rg.num_rows, True))
+            ranges.append((None, None, rows, True))
     return ranges
 
 
@@ -178,21 +184,14 @@ _MS_PER_UNIT = {"s": 1000, "ms": 1, "us": 1 / 1000, "ns": 1 / 1_000_000}
 
 def _ingest_ranges(pfile: pq.ParquetFile) -> list[tuple[int, int] | None]:
     """Per row group, the ingest_time statistics in ms; only for INT64 timestamps (naive ones read as UTC)."""
-    md = pfile.metadata
+    stats_by_group = _column_stats(pfile, "ingest_time")
     idx = pfile.schema_arrow.get_field_index("ingest_time")
     if idx < 0 or not pa.types.is_timestamp(pfile.schema_arrow.field(idx).type):
-        return [None] * md.num_row_groups
+        return [None] * len(stats_by_group)
     per_ms = _MS_PER_UNIT[pfile.schema_arrow.field(idx).type.unit]
-    leaf = next((j for j in range(md.num_columns) if md.schema.column(j).path == "ingest_time"), -1)
-    out: list[tuple[int, int] | None] = []
-    for g in range(md.num_row_groups):
-        col = md.row_group(g).column(leaf) if leaf >= 0 else None
-        stats = col.statistics if col is not None else None
-        if stats is None or not stats.has_min_max or col.physical_type != "INT64":
-            out.append(None)
-            continue
-        out.append((int(stats.min_raw * per_ms), int(stats.max_raw * per_ms)))
-    return out
+    return [(int(st.min_raw * per_ms), int(st.max_raw * per_ms))
+            if st is not None and st.has_min_max and st.physical_type == "INT64" else None
+            for st in stats_by_group]
 
 
 @dataclass(frozen=True)
