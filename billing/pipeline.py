@@ -267,9 +267,6 @@ def _planned_inputs(plan: Plan) -> Inputs:
                   sources, plan.stream_files, read.rows_beyond_horizon(raw, sources))
 
 
-PARTIAL_FILES = ("window_facts.parquet", "quarantine_pointers.parquet", "conflicts.parquet", "ledger.json")
-
-
 def run_planned_slice(uri: str, k: int, *, s3_endpoint: str | None = None) -> str:
     """Dedup and total slice ``k`` of a plan; write its partial results where a retry overwrites them."""
     plan, out, work = load_plan(uri, s3_endpoint=s3_endpoint)
@@ -279,7 +276,7 @@ def run_planned_slice(uri: str, k: int, *, s3_endpoint: str | None = None) -> st
     with tempfile.TemporaryDirectory(prefix="billing-slice-") as tmp:
         partial = slices.run_slice(plan.cfg, inputs.raw, inputs.sources, plan.ranges[k], temp_dir=tmp)
         partial.save(Path(tmp) / "p")
-        for name in PARTIAL_FILES:
+        for name in slices.PARTIAL_FILES:
             out.upload(f"{work}/slice-{k:04d}/{name}", Path(tmp) / "p" / name)
     return out.url(f"{work}/slice-{k:04d}")
 
@@ -299,7 +296,7 @@ def merge_plan(uri: str, *, s3_endpoint: str | None = None) -> RunResult:
         for k in range(len(plan.ranges)):
             folder = Path(tmp) / f"slice-{k:04d}"
             folder.mkdir()
-            for name in PARTIAL_FILES:
+            for name in slices.PARTIAL_FILES:
                 (folder / name).write_bytes(out.read_bytes(f"{work}/slice-{k:04d}/{name}") or b"")
             partials.append(slices.SlicePartial.load(folder))
         return finish(plan.cfg, inputs, day, slices.merge(partials) if partials else slices.empty_partial(
@@ -326,9 +323,7 @@ def build_outputs(cfg: ReconcileConfig, inputs: Inputs, merged: slices.SlicePart
     """Stage every output file locally, checked against its contract; return paths and summary."""
     folder.mkdir(parents=True, exist_ok=True)
     totals = result.totals.cast(schemas.arrow_schema(schemas.Totals))
-    drift_full = result.drift
-    drift_cols = schemas.arrow_schema(schemas.Drift)
-    drift = drift_full.select(drift_cols.names).cast(drift_cols)
+    drift = result.drift.cast(schemas.arrow_schema(schemas.Drift))
     quarantine = _quarantine(inputs, merged)
     conflicts = _conflicts(inputs, merged.conflicts)
     schemas.check_output(schemas.Totals, totals, "totals.parquet")

@@ -36,6 +36,11 @@ MIN_SLICE_ROWS = 1_000_000
 MAX_SLICE_ROWS = 25_000_000
 
 
+_PARQUET_PARTS = ("window_facts", "quarantine_pointers", "conflicts")
+#: The files a saved partial consists of (what run-slice uploads and merge downloads).
+PARTIAL_FILES = (*(f"{name}.parquet" for name in _PARQUET_PARTS), "ledger.json")
+
+
 @dataclass
 class SlicePartial:
     """What one slice contributes to the day."""
@@ -52,7 +57,7 @@ class SlicePartial:
     def save(self, folder: Path) -> SlicePartial:
         """Write the partial to ``folder``; return it with its window facts left on disk."""
         folder.mkdir(parents=True, exist_ok=True)
-        for name in ("window_facts", "quarantine_pointers", "conflicts"):
+        for name in _PARQUET_PARTS:
             pq.write_table(getattr(self, name), folder / f"{name}.parquet")
         (folder / "ledger.json").write_text(json.dumps(self.ledger.as_dict(), sort_keys=True))
         return SlicePartial(self.window_facts.schema.empty_table(), self.ledger, self.quarantine_pointers,
