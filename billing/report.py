@@ -233,9 +233,10 @@ def chart_hours(hours: list[dict[str, int]]) -> str:
                        f'height="{ph - (y(value, yt) - top):.1f}" fill="{color}"><title>{h["hour"]:02d}h: '
                        f'{value:,} clicks</title></rect>')
         out.append(_text(x0 + slot / 2, top + ph + 14, str(h["hour"])))
-        points.append(f"{x0 + slot / 2:.1f},{y(h['abs_delta'], dt_):.1f}")
-    out.append(f'<polyline points="{" ".join(points)}" fill="none" stroke="{DRIFT}" stroke-width="1.5"/>')
-    out.extend(f'<circle cx="{p.split(",")[0]}" cy="{p.split(",")[1]}" r="2.5" fill="{DRIFT}"/>' for p in points)
+        points.append((x0 + slot / 2, y(h["abs_delta"], dt_)))
+    out.append(f'<polyline points="{" ".join(f"{px:.1f},{py:.1f}" for px, py in points)}" fill="none" '
+               f'stroke="{DRIFT}" stroke-width="1.5"/>')
+    out.extend(f'<circle cx="{px:.1f}" cy="{py:.1f}" r="2.5" fill="{DRIFT}"/>' for px, py in points)
     out.append(f'<line x1="{left}" x2="{left + pw}" y1="{top + ph}" y2="{top + ph}" stroke="{INK}"/>')
     out.append(_text(left + pw / 2, height - 8, "hour of day (UTC)"))
     out.append(_text(16, top + ph / 2, "clicks", extra=f' transform="rotate(-90 16 {top + ph / 2:.1f})"'))
