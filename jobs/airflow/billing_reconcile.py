@@ -54,13 +54,14 @@ def billing_reconcile() -> None:
     def wait_for_raw_horizon(data_interval_start: dt.datetime | None = None) -> bool:
         """True once every arrival hour of the horizon (D, and D+1 below the lateness) has its _SUCCESS."""
         from billing.config import parse_duration
+        from billing.read import Horizon
         from billing.storage import open_store
 
         day = data_interval_start.date()
         raw = open_store(setting("billing_raw"), endpoint=setting("billing_s3_endpoint") or None)
-        lateness = parse_duration(setting("billing_lateness"))
+        horizon = Horizon(day, parse_duration(setting("billing_lateness")))
         hours = [(day, h) for h in range(24)]
-        hours += [(day + dt.timedelta(days=1), h) for h in range(24) if h * 3600 < lateness.total_seconds()]
+        hours += [(horizon.next_day, h) for h in range(24) if horizon.reads_hour_of_next_day(h)]
         missing = [f"dt={d.isoformat()}/hour={h:02d}" for d, h in hours
                    if not raw.exists(f"dt={d.isoformat()}/hour={h:02d}/_SUCCESS")]
         if missing:
