@@ -1,7 +1,9 @@
 """Diff stage: authoritative windows against the stream side's, with each flagged key's cause and money.
 
-``sql/stream.sql`` sums the sink's rows per key, ``sql/drift.sql`` joins both sides,
-``sql/attribute.sql`` explains each flagged key, ``sql/drift_money.sql`` prices it.
+``sql/batch_windows.sql`` puts the slices' windows together, ``sql/stream.sql`` sums the sink's
+rows per key, ``sql/drift.sql`` joins both sides, ``sql/attribute.sql`` explains each flagged key,
+``sql/drift_money.sql`` prices it and returns the day's drift in key order, which totals.parquet
+is taken from.
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from billing import schemas, sql
 from billing.config import ReconcileConfig
+from billing.slices import ALL_TIME, Span
 from billing.totals import day_bounds
 
 DRIFT_COLUMNS = tuple(schemas.arrow_schema(schemas.Drift).names)
@@ -30,17 +34,20 @@ class DiffResult:
 
 
 def diff(con: duckdb.DuckDBPyConnection, cfg: ReconcileConfig, facts: duckdb.DuckDBPyRelation | pa.Table,
-         stream: pa.Table, *, has_cost: bool, stream_has_spend: bool) -> DiffResult:
+         stream: pa.Table, *, has_cost: bool, stream_has_spend: bool,
+         shared: list[Span] | None = None) -> DiffResult:
+    """``shared``: the window_start intervals where several slices' facts can hold the same window
+    (billing.slices.shared_windows); None sums every window."""
     start, end = day_bounds(cfg.date)
+    shared = [ALL_TIME] if shared is None else shared
     con.register("batch_facts", facts)
     con.register("stream_source", stream)
     # The caller hands the stream table over: once DuckDB has loaded it, it is let go of, so a day's
     # millions of sink rows are not held twice (issue 5's memory cap).
     del facts, stream
     try:
-        sql.run(con, "batch_windows")
+        sql.run(con, "batch_windows", shared_lo=[lo for lo, _ in shared], shared_hi=[hi for _, hi in shared])
         con.unregister("batch_facts")
-        totals = sql.table(con, "totals_out", has_cost=has_cost)
         sql.run(con, "stream", day_start=start, day_end=end)
         (counts,) = sql.fetch_dicts(con, "stream_counts", day_start=start, day_end=end)
         con.unregister("stream_source")
@@ -49,30 +56,46 @@ def diff(con: duckdb.DuckDBPyConnection, cfg: ReconcileConfig, facts: duckdb.Duc
         # Each key-sized table is dropped once the next is built: a day has millions of keys,
         # and holding all of them at once set the run's peak memory.
         sql.run(con, "attribute")
-        sql.run(con, "drift_money", stream_has_spend=stream_has_spend)
+        priced = sql.table(con, "drift_money", stream_has_spend=stream_has_spend)
         con.execute("DROP VIEW attributed")
         con.execute("DROP TABLE drift")
         con.execute("DROP TABLE batch_windows")
-        # Only the published columns come out of DuckDB (the summary is computed in SQL).
-        columns = ", ".join(DRIFT_COLUMNS)  # names from the output schema, not values
-        drift = con.sql(f"SELECT {columns} FROM drift_out ORDER BY ad_id, window_start").to_arrow_table()
-        block = drift_summary(con)
+        block = drift_summary(con, priced)
     finally:
         for name in ("batch_facts", "stream_source"):
             con.unregister(name)  # a no-op when already let go of
-    return DiffResult(totals, drift, {k: int(v) for k, v in counts.items()}, block)
+    return DiffResult(totals_of(priced, has_cost=has_cost), priced.select(list(DRIFT_COLUMNS)),
+                      {k: int(v) for k, v in counts.items()}, block)
 
 
-def drift_summary(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
-    """The ``drift`` block of summary.json, computed in SQL from table ``drift_out``."""
-    (t,) = sql.fetch_dicts(con, "drift_summary")
-    by_status: dict[str, int] = {}
-    by_cause: dict[str, dict[str, int]] = {}
-    for r in sql.fetch_dicts(con, "drift_by"):
-        if r["kind"] == "status":
-            by_status[r["name"]] = int(r["keys"])
-        else:
-            by_cause[r["name"]] = {"keys": int(r["keys"]), "clicks": int(r["clicks"])}
+def totals_of(drift: pa.Table, *, has_cost: bool) -> pa.Table:
+    """totals.parquet from the day's drift (already in key order): every key with batch clicks.
+
+    A batch window always has clicks (sql/totals.sql keeps windows with a winner), so these are
+    exactly the batch windows; spend is NULL when the raw log carries no cost, else 0 for none.
+    """
+    keys = drift.select(["ad_id", "window_start", "batch_clicks", "batch_spend_micros"])
+    keys = keys.filter(pc.greater(keys.column("batch_clicks"), 0))
+    spend = (pc.fill_null(keys.column("batch_spend_micros"), 0) if has_cost
+             else pa.nulls(keys.num_rows, pa.int64()))
+    return pa.table({"ad_id": keys.column("ad_id"), "window_start": keys.column("window_start"),
+                     "clicks": keys.column("batch_clicks"), "spend_micros": spend})
+
+
+def drift_summary(con: duckdb.DuckDBPyConnection, drift: pa.Table) -> dict[str, Any]:
+    """The ``drift`` block of summary.json, computed in SQL over the day's drift (``drift_out``)."""
+    con.register("drift_out", drift)
+    try:
+        (t,) = sql.fetch_dicts(con, "drift_summary")
+        by_status: dict[str, int] = {}
+        by_cause: dict[str, dict[str, int]] = {}
+        for r in sql.fetch_dicts(con, "drift_by"):
+            if r["kind"] == "status":
+                by_status[r["name"]] = int(r["keys"])
+            else:
+                by_cause[r["name"]] = {"keys": int(r["keys"]), "clicks": int(r["clicks"])}
+    finally:
+        con.unregister("drift_out")
     priced = t["priced_keys"] > 0
     return {
         "keys": t["keys"],

@@ -201,7 +201,8 @@ def finish(cfg: ReconcileConfig, inputs: Inputs, day: Day, merged: slices.SliceP
     try:
         # The stream table is not bound to a name here: diff() lets go of it once DuckDB has loaded it.
         result = diff(con, cfg, _window_facts(con, merged), read.read_stream(inputs.stream, inputs.stream_files),
-                      has_cost=has_cost, stream_has_spend=stream_has_spend)
+                      has_cost=has_cost, stream_has_spend=stream_has_spend,
+                      shared=slices.day_shared_windows(merged))
     finally:
         con.close()
     faults.point("after_diff")

@@ -8,6 +8,7 @@ turn) and let slices run in parallel processes or on other machines.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import math
@@ -179,6 +180,62 @@ def run_slice(cfg: ReconcileConfig, store: Store, sources: list[SourceFile], rng
     log.info("slice %s..%s: %d rows read, %d winners billable, %.1fs", rng.lo, rng.hi,
              partial.ledger.rows_read, partial.ledger.billable_clicks, time.monotonic() - started)
     return partial
+
+
+#: A window_start interval, both ends included.
+Span = tuple[dt.datetime, dt.datetime]
+#: Every window_start there can be: what a part of unknown extent is taken to span.
+ALL_TIME: Span = (dt.datetime(1, 1, 1, tzinfo=dt.UTC), dt.datetime(9999, 12, 31, 23, 59, tzinfo=dt.UTC))
+
+
+def facts_span(path: Path) -> Span | None:
+    """The first and last window_start of a saved slice's facts, from their Parquet statistics.
+
+    None for a slice without windows; :data:`ALL_TIME` when a row group carries no statistics.
+    """
+    meta = pq.read_metadata(path)
+    column = meta.schema.to_arrow_schema().get_field_index("window_start")
+    lo = hi = None
+    for i in range(meta.num_row_groups):
+        group = meta.row_group(i)
+        if group.num_rows == 0:
+            continue
+        stats = group.column(column).statistics
+        if stats is None or not stats.has_min_max:
+            return ALL_TIME
+        lo = stats.min if lo is None else min(lo, stats.min)
+        hi = stats.max if hi is None else max(hi, stats.max)
+    return None if lo is None or hi is None else (lo, hi)
+
+
+def shared_windows(spans: list[Span]) -> list[Span]:
+    """Where two or more spans overlap, as disjoint intervals in order.
+
+    Each slice has one row per window, so only windows in these intervals can have rows from
+    several slices and need summing when the slices are put together (sql/batch_windows.sql).
+    """
+    shared: list[Span] = []
+    reach: dt.datetime | None = None  # the furthest end among the spans seen so far
+    for lo, hi in sorted(spans):
+        if reach is not None and lo <= reach:
+            end = min(hi, reach)
+            if shared and lo <= shared[-1][1]:
+                shared[-1] = (shared[-1][0], max(shared[-1][1], end))
+            else:
+                shared.append((lo, end))
+        reach = hi if reach is None else max(reach, hi)
+    return shared
+
+
+def day_shared_windows(merged: SlicePartial) -> list[Span]:
+    """:func:`shared_windows` of a merged day: its facts files, and any facts still in memory.
+
+    Facts in memory may be several slices' concatenated, with a window in more than one row: then
+    every window is summed.
+    """
+    if merged.window_facts.num_rows:
+        return [ALL_TIME]
+    return shared_windows([span for f in merged.facts_files if (span := facts_span(f)) is not None])
 
 
 def empty_partial(facts_schema: pa.Schema) -> SlicePartial:

@@ -3,7 +3,7 @@
 --   else delta x the window's average billed cost, rounded half to even;
 --   for a window with no batch clicks, delta x the ad's average billed cost that day;
 --   NULL when no price is known.
-CREATE OR REPLACE TEMP TABLE drift_out AS
+-- The day's drift as published (plus explained_clicks, for the summary), in key order.
 WITH ad_price AS (
   SELECT ad_id, sum(spend_micros) AS spend, sum(clicks) AS clicks
   FROM batch_windows WHERE spend_micros IS NOT NULL GROUP BY ad_id
@@ -29,4 +29,5 @@ SELECT
   END::BIGINT AS money_at_risk_micros,
   a.explained_clicks
 FROM attributed AS a
-LEFT JOIN ad_price AS p USING (ad_id);
+LEFT JOIN ad_price AS p USING (ad_id)
+ORDER BY a.ad_id, a.window_start;

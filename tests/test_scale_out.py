@@ -110,3 +110,39 @@ def test_plan_balances_slices_despite_late_copies(tmp_path: Path) -> None:
     assert balanced.sum() == ids.size == spread.sum()
     assert balanced.max() / balanced.mean() < 1.15, balanced
     assert spread.max() / spread.mean() > balanced.max() / balanced.mean(), (spread, balanced)
+
+
+def test_slices_facts_spans_come_from_statistics_and_unknown_means_all_time(tmp_path: Path) -> None:
+    import datetime as dt
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from billing.ledger import Ledger
+    from billing.pipeline import FACTS_SCHEMA
+    from billing.slices import ALL_TIME, SlicePartial, day_shared_windows, facts_span
+
+    t0 = dt.datetime(2026, 11, 26, 10, tzinfo=dt.UTC)
+
+    def facts(minutes: list[int]) -> pa.Table:
+        n = len(minutes)
+        return pa.table({"ad_id": [1] * n, "window_start": [t0 + dt.timedelta(minutes=m) for m in minutes],
+                         "clicks": [1] * n, "spend_micros": [None] * n, "duplicate_copies": [0] * n,
+                         "late_clicks": [0] * n}, schema=FACTS_SCHEMA)
+
+    paths = {}
+    for name, minutes, stats in (("a", [5, 0, 9], True), ("b", [9, 12], True), ("c", [30], False), ("e", [], True)):
+        paths[name] = tmp_path / f"{name}.parquet"
+        pq.write_table(facts(minutes), paths[name], write_statistics=stats, row_group_size=2)
+    at = [t0 + dt.timedelta(minutes=m) for m in (0, 9, 12)]
+    assert facts_span(paths["a"]) == (at[0], at[1])  # over both row groups
+    assert facts_span(paths["c"]) == ALL_TIME
+    assert facts_span(paths["e"]) is None
+
+    def day(*names: str, in_memory: list[int] | None = None) -> SlicePartial:
+        return SlicePartial(facts(in_memory or []), Ledger(), pa.table({}), pa.table({}), [paths[n] for n in names])
+
+    assert day_shared_windows(day("a", "b", "e")) == [(at[1], at[1])]
+    assert day_shared_windows(day("a", "b", "c")) == [(at[0], at[2])]  # c could be anywhere
+    assert day_shared_windows(day("a")) == []
+    assert day_shared_windows(day("a", in_memory=[40])) == [ALL_TIME]

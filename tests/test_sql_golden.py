@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from fractions import Fraction
+from itertools import pairwise
 
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from billing import engine, sql
+from billing import dedup, engine, sql
 from billing.config import SNOWFLAKE_EPOCH_MS
+from billing.slices import ALL_TIME
 from tests.lake import at, cid
 
 
@@ -73,7 +78,7 @@ def test_dedup_sql_winner_copies_conflict(con) -> None:
         (9, 1, t, at(10), 3, 2, 0, None),
         (9, 1, at(10, 0, 30), at(10), 4, 1, 9, None),  # same ingest: lower file id wins; same minute
     ])
-    sql.run(con, "dedup")
+    dedup.pick_winners(con)  # sql/dedup.sql over the repeated ids
     got = con.execute("SELECT click_id, ad_id, cost_micros, won_ad_id FROM copies WHERE copy_rank = 1 "
                       "ORDER BY 1").fetchall()
     assert got == [(7, 2, 20, 2), (8, 1, 2, 1), (9, 1, 4, 1)]
@@ -81,6 +86,22 @@ def test_dedup_sql_winner_copies_conflict(con) -> None:
     assert ranks == [(7, 20, 1, 2), (7, 10, 2, 2), (7, 30, 3, 2), (8, 2, 1, 1), (8, 1, 2, 1), (9, 4, 1, 1),
                      (9, 3, 2, 1)]
     assert sql.table(con, "conflicts").column("click_id").to_pylist() == [7]
+
+
+@settings(max_examples=40, deadline=None)
+@given(ids=st.lists(st.integers(-3, 40), max_size=300), invalid=st.sets(st.integers(0, 299)))
+def test_repeated_ids_are_the_ids_of_two_or_more_valid_rows(ids, invalid) -> None:
+    """Checked against a count of the rows in Python, whatever their order and validity."""
+    con = engine.connect(memory_limit=256 << 20, threads=1)
+    try:
+        t = at(10)
+        rows = [(i, 1, t, t, 0, 0, n, "null_ad_id" if n in invalid else None) for n, i in enumerate(ids)]
+        land(con, rows)
+        counts = Counter(i for n, i in enumerate(ids) if n not in invalid)
+        got = dedup.repeated_ids(con).column("click_id").to_pylist()
+        assert got == sorted(i for i, k in counts.items() if k > 1)
+    finally:
+        con.close()
 
 
 def test_totals_sql_day_membership_and_facts(con) -> None:
@@ -92,7 +113,7 @@ def test_totals_sql_day_membership_and_facts(con) -> None:
         (4, 6, at(24), at(24), 7, 0, 4, None),  # out of day
         (5, 6, at(1), at(1), -7, 0, 5, "negative_cost"),
     ])
-    sql.run(con, "dedup")
+    dedup.pick_winners(con)  # sql/dedup.sql over the repeated ids
     first = int(at(0).timestamp()) // 60
     sql.run(con, "totals", day_start_minute=first, day_end_minute=first + 1440, stream_lateness_us=600_000_000)
     got = [tuple(r.values()) for r in sql.table(con, "window_facts").to_pylist()]
@@ -114,7 +135,7 @@ def test_totals_sql_losers_leave_their_own_window(con) -> None:
         (3, 7, at(4), at(4, 0, 5), 9, 0, 4, None),  # loser, same window
         (1, 8, at(5), at(5, 0, 9), 3, 0, 5, None),  # loser alone in ad 8's minute 05:00
     ])
-    sql.run(con, "dedup")
+    dedup.pick_winners(con)  # sql/dedup.sql over the repeated ids
     first = int(at(0).timestamp()) // 60
     sql.run(con, "totals", day_start_minute=first, day_end_minute=first + 1440, stream_lateness_us=600_000_000)
     got = [tuple(r.values()) for r in sql.table(con, "window_facts").to_pylist()]
@@ -212,9 +233,10 @@ def test_drift_money_sql(con) -> None:
                  [(1, M[0], 5, None, 1, 0), (1, M[2], 2, None, 1, 0), (2, M[0], 5, None, 1, 0)])
     sql.run(con, "drift", tolerance_abs=0, tolerance_rel=0.0)
     sql.run(con, "attribute")
-    sql.run(con, "drift_money", stream_has_spend=False)
-    got = {(r[0], r[1].minute): r[2] for r in con.execute(
-        "SELECT ad_id, window_start, money_at_risk_micros FROM drift_out").fetchall()}
+    out = sql.table(con, "drift_money", stream_has_spend=False)
+    keys = list(zip(out.column("ad_id").to_pylist(), out.column("window_start").to_pylist(), strict=True))
+    assert keys == sorted(keys)  # in key order, as drift.parquet is published
+    got = {(a, w.minute): m for (a, w), m in zip(keys, out.column("money_at_risk_micros").to_pylist(), strict=True)}
     assert got == {
         (1, 0): round(Fraction(2 * 1_000_001, 3)),  # 666,667.33 -> 666,667
         (1, 1): -10,  # missing in stream: the whole window's spend
@@ -228,9 +250,9 @@ def test_drift_money_sql_uses_stream_spend_when_present(con) -> None:
                  [(1, M[0], 4, 450, 1, 0), (1, M[3], 1, 99, 1, 0)])
     sql.run(con, "drift", tolerance_abs=0, tolerance_rel=0.0)
     sql.run(con, "attribute")
-    sql.run(con, "drift_money", stream_has_spend=True)
-    rows = con.execute("SELECT window_start, money_at_risk_micros FROM drift_out").fetchall()
-    got = {r[0].minute: r[1] for r in rows}
+    out = sql.table(con, "drift_money", stream_has_spend=True)
+    got = {w.minute: m for w, m in zip(out.column("window_start").to_pylist(),
+                                       out.column("money_at_risk_micros").to_pylist(), strict=True)}
     assert got == {0: 150, 1: -200, 3: 99}
 
 
@@ -238,21 +260,21 @@ def test_no_sql_file_without_a_test() -> None:
     """A new sql/ file must be added here, and to a golden or rule test."""
     used = {"validate", "read", "dedup", "totals", "window_facts", "ledger", "invalid_by_reason", "quarantine_rows",
             "conflicts", "stream", "stream_counts", "drift", "attribute", "money", "drift_money", "batch_windows",
-            "totals_out", "drift_summary", "drift_by", "read_native", "read_stragglers", "stragglers_out"}
+            "drift_summary", "drift_by", "read_native", "read_stragglers", "stragglers_out"}
     assert {p.stem for p in sql.sql_dir().glob("*.sql")} <= used
 
 
 def test_drift_summary_sql(con) -> None:
     from billing.diff import drift_summary
 
-    con.execute("""CREATE TEMP TABLE drift_out AS SELECT * FROM (VALUES
+    drift = con.sql("""SELECT * FROM (VALUES
         (1, 3, 'stream_over', true, 'replay_overcount', 300::BIGINT, 3),
         (2, -4, 'stream_under', true, 'raw_duplicates_counted', -400::BIGINT, 1),
         (3, 0, 'match', false, NULL, 0::BIGINT, 0),
         (4, 1, 'stream_over', false, NULL, NULL::BIGINT, 0),
         (5, -2, 'missing_in_stream', true, 'missing_window', -20::BIGINT, 2)
-      ) AS t(ad_id, delta, status, flagged, cause, money_at_risk_micros, explained_clicks)""")
-    assert drift_summary(con) == {
+      ) AS t(ad_id, delta, status, flagged, cause, money_at_risk_micros, explained_clicks)""").to_arrow_table()
+    assert drift_summary(con, drift) == {
         "keys": 5, "flagged": 3,
         "by_status": {"match": 1, "missing_in_stream": 1, "stream_over": 2, "stream_under": 1},
         "net_delta_clicks": -2, "abs_delta_clicks": 10,
@@ -261,6 +283,58 @@ def test_drift_summary_sql(con) -> None:
         "unexplained": {"keys": 1, "clicks": 3},
         "money": {"net_at_risk_micros": -120, "abs_at_risk_micros": 720, "flagged_abs_at_risk_micros": 720},
     }
+
+
+def facts(rows):
+    """rows: (ad_id, minute of at(10), clicks, spend, duplicate_copies, late_clicks) -> a facts table."""
+    names = ("ad_id", "window_start", "clicks", "spend_micros", "duplicate_copies", "late_clicks")
+    cols = list(zip(*rows, strict=True)) if rows else [()] * 6
+    return pa.table({n: pa.array(list(c) if n != "window_start" else [at(10, m) for m in c],
+                                 pa.timestamp("us", tz="UTC") if n == "window_start" else pa.int64())
+                     for n, c in zip(names, cols, strict=True)})
+
+
+def batch_windows(con, parts, shared):
+    con.register("batch_facts", pa.concat_tables([facts(p) for p in parts]))
+    sql.run(con, "batch_windows", shared_lo=[lo for lo, _ in shared], shared_hi=[hi for _, hi in shared])
+    return sorted((a, w.minute, c, sp, d, late) for a, w, c, sp, d, late in con.execute(
+        "SELECT * FROM batch_windows").fetchall())
+
+
+def test_batch_windows_sql_sums_only_where_slices_overlap(con) -> None:
+    from billing.slices import shared_windows
+
+    parts = [
+        [(1, 0, 2, 10, 0, 0), (1, 4, 1, None, 1, 0), (2, 4, 3, 5, 0, 1)],  # minutes 0..4
+        [(1, 4, 5, 1, 0, 2), (2, 5, 1, None, 0, 0), (1, 6, 1, 7, 0, 0)],  # minutes 4..6: shares minute 4
+        [(1, 9, 4, 4, 2, 0)],  # minute 9: shares nothing
+    ]
+    spans = [(at(10, min(r[1] for r in p)), at(10, max(r[1] for r in p))) for p in parts]
+    shared = shared_windows(spans)
+    assert shared == [(at(10, 4), at(10, 4))]
+    expected = [(1, 0, 2, 10, 0, 0), (1, 4, 6, 1, 1, 2), (1, 6, 1, 7, 0, 0), (1, 9, 4, 4, 2, 0),
+                (2, 4, 3, 5, 0, 1), (2, 5, 1, None, 0, 0)]  # spend: NULL + 1 = 1, as a sum over winners
+    assert batch_windows(con, parts, shared) == expected
+    # Summing every window (no statistics, or facts held in memory) gives the same windows.
+    assert batch_windows(con, parts, [ALL_TIME]) == expected
+    # Declaring nothing shared where slices do overlap would leave a window twice: the intervals matter.
+    assert len(batch_windows(con, parts, [])) == len(expected) + 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 50), st.integers(0, 20)), max_size=8))
+def test_shared_windows_are_exactly_the_minutes_two_spans_hold(spans) -> None:
+    from billing.slices import shared_windows
+
+    spans = [(at(10, a), at(10, a + n)) for a, n in spans]
+    got = shared_windows(spans)
+
+    def minutes(lo, hi):
+        return range((lo - at(10)) // dt.timedelta(minutes=1), (hi - at(10)) // dt.timedelta(minutes=1) + 1)
+
+    by_minute = Counter(m for lo, hi in spans for m in minutes(lo, hi))
+    assert {m for lo, hi in got for m in minutes(lo, hi)} == {m for m, k in by_minute.items() if k > 1}
+    assert all(a[1] < b[0] for a, b in pairwise(got)), "disjoint and in order"
 
 
 @pytest.mark.parametrize("rng", [(None, None), (None, "mid"), ("mid", None)])
