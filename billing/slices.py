@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -166,7 +167,14 @@ def run_slice(cfg: ReconcileConfig, store: Store, sources: list[SourceFile], rng
     try:
         validate.land_clicks(con, store, sources, rng, cfg, stragglers)
         faults.point("after_read")
-        dedup.pick_winners(con)
+        ids = dedup.valid_ids(con)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            # numpy sorts the ids in a thread (without the GIL) while DuckDB counts the windows:
+            # neither uses both cores on its own.
+            repeats = pool.submit(dedup.repeated, ids)
+            totals.count_own_windows(con, cfg)
+            dedup.pick_winners(con, repeats.result())
+        del ids
         faults.point("after_dedup")
         reasons = validate.invalid_by_reason(con)
         partial = SlicePartial(

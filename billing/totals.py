@@ -23,11 +23,22 @@ def day_minutes(date: dt.date) -> tuple[int, int]:
     return int(start.timestamp()) // 60, int(end.timestamp()) // 60
 
 
+def _lateness_us(cfg: ReconcileConfig) -> int:
+    return int(cfg.stream_allowed_lateness.total_seconds() * 1_000_000)
+
+
+def count_own_windows(con: duckdb.DuckDBPyConnection, cfg: ReconcileConfig) -> None:
+    """Table ``own_windows``: every valid copy counted in its own window (needs no dedup)."""
+    sql.run(con, "own_windows", stream_lateness_us=_lateness_us(cfg))
+
+
 def window_facts(con: duckdb.DuckDBPyConnection, cfg: ReconcileConfig) -> pa.Table:
-    """Table ``all_windows`` (every winner's window, in day or not); returns the in-day ones."""
+    """Table ``all_windows`` (every winner's window, in day or not); returns the in-day ones.
+
+    Needs ``own_windows`` (:func:`count_own_windows`) and ``copies`` (billing.dedup).
+    """
     first, last = day_minutes(cfg.date)
-    lateness_us = int(cfg.stream_allowed_lateness.total_seconds() * 1_000_000)
-    sql.run(con, "totals", day_start_minute=first, day_end_minute=last, stream_lateness_us=lateness_us)
+    sql.run(con, "totals", day_start_minute=first, day_end_minute=last, stream_lateness_us=_lateness_us(cfg))
     return sql.table(con, "window_facts")
 
 

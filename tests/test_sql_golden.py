@@ -98,7 +98,7 @@ def test_repeated_ids_are_the_ids_of_two_or_more_valid_rows(ids, invalid) -> Non
         rows = [(i, 1, t, t, 0, 0, n, "null_ad_id" if n in invalid else None) for n, i in enumerate(ids)]
         land(con, rows)
         counts = Counter(i for n, i in enumerate(ids) if n not in invalid)
-        got = dedup.repeated_ids(con).column("click_id").to_pylist()
+        got = dedup.repeated(dedup.valid_ids(con)).tolist()
         assert got == sorted(i for i, k in counts.items() if k > 1)
     finally:
         con.close()
@@ -115,6 +115,7 @@ def test_totals_sql_day_membership_and_facts(con) -> None:
     ])
     dedup.pick_winners(con)  # sql/dedup.sql over the repeated ids
     first = int(at(0).timestamp()) // 60
+    sql.run(con, "own_windows", stream_lateness_us=600_000_000)
     sql.run(con, "totals", day_start_minute=first, day_end_minute=first + 1440, stream_lateness_us=600_000_000)
     got = [tuple(r.values()) for r in sql.table(con, "window_facts").to_pylist()]
     assert got == [(5, at(0), 2, 15, 1, 1)]
@@ -137,6 +138,7 @@ def test_totals_sql_losers_leave_their_own_window(con) -> None:
     ])
     dedup.pick_winners(con)  # sql/dedup.sql over the repeated ids
     first = int(at(0).timestamp()) // 60
+    sql.run(con, "own_windows", stream_lateness_us=600_000_000)
     sql.run(con, "totals", day_start_minute=first, day_end_minute=first + 1440, stream_lateness_us=600_000_000)
     got = [tuple(r.values()) for r in sql.table(con, "window_facts").to_pylist()]
     # (ad, window, clicks, spend, duplicate_copies, late_clicks); spend NULL where no winner has a cost
@@ -260,7 +262,7 @@ def test_no_sql_file_without_a_test() -> None:
     """A new sql/ file must be added here, and to a golden or rule test."""
     used = {"validate", "read", "dedup", "totals", "window_facts", "ledger", "invalid_by_reason", "quarantine_rows",
             "conflicts", "stream", "stream_counts", "drift", "attribute", "money", "drift_money", "batch_windows",
-            "drift_summary", "drift_by", "read_native", "read_stragglers", "stragglers_out"}
+            "drift_summary", "valid_ids", "own_windows", "drift_by", "read_native", "read_stragglers", "stragglers_out"}
     assert {p.stem for p in sql.sql_dir().glob("*.sql")} <= used
 
 
