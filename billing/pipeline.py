@@ -56,6 +56,11 @@ class Inputs:
     stream_files: list[FileInfo]
     rows_beyond_horizon: int
 
+    @property
+    def total_rows(self) -> int:
+        """Raw rows in the horizon, from the files' footers."""
+        return sum(s.num_rows for s in self.sources)
+
 
 def open_inputs(cfg: ReconcileConfig) -> tuple[Inputs, list[read.PartitionFile]]:
     raw = open_store(cfg.raw, endpoint=cfg.s3_endpoint)
@@ -120,7 +125,7 @@ class Plan:
 
 
 def make_plan(cfg: ReconcileConfig, inputs: Inputs, raw_files: list[read.PartitionFile]) -> Plan:
-    total_rows = sum(s.num_rows for s in inputs.sources)
+    total_rows = inputs.total_rows
     n = cfg.slices or slices.auto_slice_count(total_rows, cfg.memory_limit)
     ranges = slices.plan_ranges(inputs.sources, n, cfg.snowflake_epoch_ms)
     if total_rows:
@@ -139,7 +144,7 @@ def _run_slice_job(args: tuple[ReconcileConfig, list[read.SourceFile], read.Clic
 def _set_aside_stragglers(cfg: ReconcileConfig, inputs: Inputs, ranges: list[read.ClickRange],
                           work: Path) -> Path | None:
     """The stragglers file when the slices would otherwise decode the lake many times over, else None."""
-    total_rows = sum(s.num_rows for s in inputs.sources)
+    total_rows = inputs.total_rows
     if len(ranges) < 2 or not validate.stragglers_apply(inputs.raw, inputs.sources):
         return None
     amplification = slices.rows_decoded(inputs.sources, ranges) / total_rows
@@ -162,8 +167,7 @@ def _set_aside_stragglers(cfg: ReconcileConfig, inputs: Inputs, ranges: list[rea
 
 
 def dedup_day(cfg: ReconcileConfig, inputs: Inputs, ranges: list[read.ClickRange], work: Path) -> slices.SlicePartial:
-    total_rows = sum(s.num_rows for s in inputs.sources)
-    log.info("reading %d raw files, %d rows, in %d slice(s)", len(inputs.sources), total_rows, len(ranges))
+    log.info("reading %d raw files, %d rows, in %d slice(s)", len(inputs.sources), inputs.total_rows, len(ranges))
     if not inputs.sources:
         return slices.empty_partial(FACTS_SCHEMA)
     stragglers = _set_aside_stragglers(cfg, inputs, ranges, work)
