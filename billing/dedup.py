@@ -12,9 +12,6 @@ import pyarrow as pa
 
 from billing import sql
 
-#: Rows per batch when the valid click_ids leave DuckDB.
-_FETCH_ROWS = 1 << 20
-
 
 def valid_ids(con: duckdb.DuckDBPyConnection) -> np.ndarray:
     """The click_id of every valid row of table ``clicks`` (``sql/valid_ids.sql``), in one writable array.
@@ -26,7 +23,7 @@ def valid_ids(con: duckdb.DuckDBPyConnection) -> np.ndarray:
     ((n,),) = con.sql(query).count("*").fetchall()
     ids = np.empty(n, dtype=np.int64)
     filled = 0
-    for batch in con.sql(query).to_arrow_reader(_FETCH_ROWS):
+    for batch in con.sql(query).to_arrow_reader(sql.BATCH_ROWS):
         part = batch.column(0).to_numpy()  # a valid row's click_id is never NULL (sql/validate.sql)
         ids[filled:filled + len(part)] = part
         filled += len(part)

@@ -2,8 +2,8 @@
 
 ``sql/batch_windows.sql`` puts the slices' windows together, ``sql/stream.sql`` sums the sink's
 rows per key, ``sql/drift.sql`` joins both sides, ``sql/attribute.sql`` explains each flagged key,
-``sql/drift_money.sql`` prices it and returns the day's drift in key order, which totals.parquet
-is taken from.
+``sql/drift_money.sql`` prices it; the day's drift leaves DuckDB in key order (``sql/drift_out.sql``),
+and totals.parquet is taken from it.
 """
 
 from __future__ import annotations
@@ -52,14 +52,17 @@ def diff(con: duckdb.DuckDBPyConnection, cfg: ReconcileConfig, facts: duckdb.Duc
         (counts,) = sql.fetch_dicts(con, "stream_counts", day_start=start, day_end=end)
         con.unregister("stream_source")
         sql.run(con, "drift", tolerance_abs=cfg.tolerance_abs, tolerance_rel=cfg.tolerance_rel)
+        # Each key-sized table is dropped once the next is built: a day has millions of keys, and
+        # holding all of them at once set the run's peak memory. So did sorting the drift while the
+        # tables it comes from were still held.
         con.execute("DROP TABLE stream_windows")
-        # Each key-sized table is dropped once the next is built: a day has millions of keys,
-        # and holding all of them at once set the run's peak memory.
+        con.execute("DROP TABLE batch_windows")
         sql.run(con, "attribute")
-        priced = sql.table(con, "drift_money", stream_has_spend=stream_has_spend)
+        sql.run(con, "drift_money", stream_has_spend=stream_has_spend)
         con.execute("DROP VIEW attributed")
         con.execute("DROP TABLE drift")
-        con.execute("DROP TABLE batch_windows")
+        priced = sql.table(con, "drift_out")
+        con.execute("DROP TABLE drift_out")
         block = drift_summary(con, priced)
     finally:
         for name in ("batch_facts", "stream_source"):

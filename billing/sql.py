@@ -70,13 +70,22 @@ def run(con: duckdb.DuckDBPyConnection, name: str, *, text: str | None = None,
     return con.execute(text, {k: params[k] for k in wanted})
 
 
+#: Rows per Arrow batch when a result leaves DuckDB.
+BATCH_ROWS = 1 << 20
+
+
 def table(con: duckdb.DuckDBPyConnection, name: str, **params: Any) -> pa.Table:
-    """The result of a query file as an Arrow table."""
+    """The result of a query file as an Arrow table.
+
+    Read batch by batch, so DuckDB never holds a whole day-sized result as well as its Arrow copy:
+    the 1B-row day's sorted drift (12.7M windows) at ``--memory-limit 4GB`` peaked at 3.63 GiB
+    fetched whole, 3.21 GiB in batches.
+    """
     text = load(name)
     wanted = params_of(text)
     rel = con.sql(text, params={k: params[k] for k in wanted} if wanted else None)
     assert rel is not None, f"sql/{name}.sql returns no rows"
-    return rel.to_arrow_table()
+    return rel.to_arrow_reader(BATCH_ROWS).read_all()
 
 
 def fetch_dicts(con: duckdb.DuckDBPyConnection, name: str, **params: Any) -> list[dict[str, Any]]:

@@ -3,10 +3,11 @@
 --   else delta x the window's average billed cost, rounded half to even;
 --   for a window with no batch clicks, delta x the ad's average billed cost that day;
 --   NULL when no price is known.
--- The day's drift as published (plus explained_clicks, for the summary), in key order.
+-- Table drift_out: the day's drift as published, plus explained_clicks for the summary.
+CREATE OR REPLACE TEMP TABLE drift_out AS
 WITH ad_price AS (
-  SELECT ad_id, sum(spend_micros) AS spend, sum(clicks) AS clicks
-  FROM batch_windows WHERE spend_micros IS NOT NULL GROUP BY ad_id
+  SELECT ad_id, sum(batch_spend_micros) AS spend, sum(batch_clicks) AS clicks
+  FROM drift WHERE batch_spend_micros IS NOT NULL GROUP BY ad_id
 )
 SELECT
   a.ad_id,
@@ -29,5 +30,4 @@ SELECT
   END::BIGINT AS money_at_risk_micros,
   a.explained_clicks
 FROM attributed AS a
-LEFT JOIN ad_price AS p USING (ad_id)
-ORDER BY a.ad_id, a.window_start;
+LEFT JOIN ad_price AS p USING (ad_id);

@@ -235,7 +235,8 @@ def test_drift_money_sql(con) -> None:
                  [(1, M[0], 5, None, 1, 0), (1, M[2], 2, None, 1, 0), (2, M[0], 5, None, 1, 0)])
     sql.run(con, "drift", tolerance_abs=0, tolerance_rel=0.0)
     sql.run(con, "attribute")
-    out = sql.table(con, "drift_money", stream_has_spend=False)
+    sql.run(con, "drift_money", stream_has_spend=False)
+    out = sql.table(con, "drift_out")
     keys = list(zip(out.column("ad_id").to_pylist(), out.column("window_start").to_pylist(), strict=True))
     assert keys == sorted(keys)  # in key order, as drift.parquet is published
     got = {(a, w.minute): m for (a, w), m in zip(keys, out.column("money_at_risk_micros").to_pylist(), strict=True)}
@@ -252,7 +253,8 @@ def test_drift_money_sql_uses_stream_spend_when_present(con) -> None:
                  [(1, M[0], 4, 450, 1, 0), (1, M[3], 1, 99, 1, 0)])
     sql.run(con, "drift", tolerance_abs=0, tolerance_rel=0.0)
     sql.run(con, "attribute")
-    out = sql.table(con, "drift_money", stream_has_spend=True)
+    sql.run(con, "drift_money", stream_has_spend=True)
+    out = sql.table(con, "drift_out")
     got = {w.minute: m for w, m in zip(out.column("window_start").to_pylist(),
                                        out.column("money_at_risk_micros").to_pylist(), strict=True)}
     assert got == {0: 150, 1: -200, 3: 99}
@@ -262,7 +264,8 @@ def test_no_sql_file_without_a_test() -> None:
     """A new sql/ file must be added here, and to a golden or rule test."""
     used = {"validate", "read", "dedup", "totals", "window_facts", "ledger", "invalid_by_reason", "quarantine_rows",
             "conflicts", "stream", "stream_counts", "drift", "attribute", "money", "drift_money", "batch_windows",
-            "drift_summary", "valid_ids", "own_windows", "drift_by", "read_native", "read_stragglers", "stragglers_out"}
+            "drift_summary", "drift_out", "valid_ids", "own_windows", "drift_by", "read_native", "read_stragglers",
+            "stragglers_out"}
     assert {p.stem for p in sql.sql_dir().glob("*.sql")} <= used
 
 
