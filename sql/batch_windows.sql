@@ -1,7 +1,7 @@
 -- The day's authoritative windows: the slices' window facts put together per (ad_id, window_start).
 -- Each slice has one row per window, so a window needs summing only where two slices can both hold
 -- it: where their window_start spans overlap ($shared_lo[i] .. $shared_hi[i], from the facts'
--- Parquet statistics, billing.slices.shared_windows). Slices are click_id ranges, so that is a few
+-- Parquet statistics, billing.slices.shared_windows). Slices are click_id ranges, so that is typically a few
 -- minutes around each boundary; the rest of the day's windows pass through as they are.
 CREATE OR REPLACE TEMP TABLE batch_windows AS
 WITH shared AS (

@@ -5,7 +5,7 @@
 -- winner marks the click_id as a conflict (some copy differs iff one differs from the winner).
 --
 -- Only the click_ids seen more than once are ranked: repeated_ids is that list, found by sorting
--- the ids (billing.dedup.repeated_ids). A click_id not in it has one copy, its own winner: totals
+-- the ids (billing.dedup.repeated). A click_id not in it has one copy, its own winner: totals
 -- (sql/totals.sql) count it where it stands, and conflicts need two copies, so neither needs the
 -- single copies ranked.
 CREATE OR REPLACE TEMP TABLE copies AS
