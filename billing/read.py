@@ -158,7 +158,7 @@ def inspect_raw(store: Store, files: list[PartitionFile]) -> list[SourceFile]:
     return out
 
 
-def _column_stats(pfile: pq.ParquetFile, name: str) -> list[pq.Statistics | None]:
+def column_stats(pfile: pq.ParquetFile, name: str) -> list[pq.Statistics | None]:
     """Per row group, the written statistics of top-level column ``name`` (None when absent or unwritten)."""
     md = pfile.metadata
     leaf = next((j for j in range(md.num_columns) if md.schema.column(j).path == name), -1)
@@ -170,7 +170,7 @@ def _click_ranges(pfile: pq.ParquetFile) -> list[tuple[int | None, int | None, i
     idx = pfile.schema_arrow.get_field_index("click_id")
     integer = idx >= 0 and pa.types.is_integer(pfile.schema_arrow.field(idx).type)
     ranges = []
-    for g, stats in enumerate(_column_stats(pfile, "click_id")):
+    for g, stats in enumerate(column_stats(pfile, "click_id")):
         rows = md.row_group(g).num_rows
         if integer and stats is not None and stats.has_min_max:
             ranges.append((int(stats.min), int(stats.max), rows, bool(stats.null_count)))
@@ -184,7 +184,7 @@ _MS_PER_UNIT = {"s": 1000, "ms": 1, "us": 1 / 1000, "ns": 1 / 1_000_000}
 
 def _ingest_ranges(pfile: pq.ParquetFile) -> list[tuple[int, int] | None]:
     """Per row group, the ingest_time statistics in ms; only for INT64 timestamps (naive ones read as UTC)."""
-    stats_by_group = _column_stats(pfile, "ingest_time")
+    stats_by_group = column_stats(pfile, "ingest_time")
     idx = pfile.schema_arrow.get_field_index("ingest_time")
     if idx < 0 or not pa.types.is_timestamp(pfile.schema_arrow.field(idx).type):
         return [None] * len(stats_by_group)

@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 from billing import dedup, engine, faults, totals, validate
 from billing.config import ReconcileConfig
 from billing.ledger import Ledger
-from billing.read import ClickRange, SourceFile
+from billing.read import ClickRange, SourceFile, column_stats
 from billing.storage import Store
 
 log = logging.getLogger(__name__)
@@ -201,14 +201,11 @@ def facts_span(path: Path) -> Span | None:
 
     None for a slice without windows; :data:`ALL_TIME` when a row group carries no statistics.
     """
-    meta = pq.read_metadata(path)
-    column = meta.schema.to_arrow_schema().get_field_index("window_start")
+    pfile = pq.ParquetFile(path)
     lo = hi = None
-    for i in range(meta.num_row_groups):
-        group = meta.row_group(i)
-        if group.num_rows == 0:
+    for i, stats in enumerate(column_stats(pfile, "window_start")):
+        if pfile.metadata.row_group(i).num_rows == 0:
             continue
-        stats = group.column(column).statistics
         if stats is None or not stats.has_min_max:
             return ALL_TIME
         lo = stats.min if lo is None else min(lo, stats.min)
