@@ -9,6 +9,7 @@ import pyarrow as pa
 
 from billing import sql
 from billing.config import ReconcileConfig
+from billing.errors import BadInputError
 from billing.ledger import Ledger
 
 
@@ -39,7 +40,18 @@ def window_facts(con: duckdb.DuckDBPyConnection, cfg: ReconcileConfig) -> pa.Tab
     """
     first, last = day_minutes(cfg.date)
     sql.run(con, "totals", day_start_minute=first, day_end_minute=last, stream_lateness_us=_lateness_us(cfg))
+    check_spend_fits(con, cfg)
     return sql.table(con, "window_facts")
+
+
+def check_spend_fits(con: duckdb.DuckDBPyConnection, cfg: ReconcileConfig) -> None:
+    """Raise :class:`BadInputError` when a window's spend, or the day's, does not fit int64 micros."""
+    for r in sql.fetch_dicts(con, "spend_overflow"):
+        if r["ad_id"] is not None:
+            raise BadInputError(f"spend of ad {r['ad_id']} in window {r['window_start']:%Y-%m-%d %H:%M} UTC sums to "
+                                f"{r['window_spend_micros']} micros, more than int64 holds (cost_micros too large?)")
+        raise BadInputError(f"{cfg.date}: billable spend sums to {r['total_spend_micros']} micros, "
+                            f"more than int64 holds (cost_micros too large?)")
 
 
 def slice_ledger(con: duckdb.DuckDBPyConnection, reasons: dict[str, int]) -> Ledger:

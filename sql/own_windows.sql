@@ -1,6 +1,8 @@
 -- Totals, first part: every valid copy counted in its own (ad_id, minute) window, as if each had won
 -- (README, rules 4-5). It needs nothing from dedup, so it runs while the repeated click_ids are
 -- being found; sql/totals.sql then moves the losing copies to their winners' windows.
+-- Spend stays HUGEINT here and in all_windows; sql/spend_overflow.sql checks it fits BIGINT before
+-- sql/window_facts.sql and sql/ledger.sql cast it.
 --   late: the stream's watermark would have dropped it (ingest_time - event_time > allowed lateness)
 CREATE OR REPLACE TEMP TABLE own_windows AS
 SELECT
@@ -8,7 +10,7 @@ SELECT
   event_us // 60000000 AS minute,
   count(*)::BIGINT AS clicks,
   count(cost_micros)::BIGINT AS costed,
-  sum(cost_micros)::BIGINT AS spend_micros,
+  sum(cost_micros) AS spend_micros,  -- HUGEINT: a window's own copies may exceed BIGINT before dedup
   count_if(ingest_us - event_us > $stream_lateness_us)::BIGINT AS late_clicks
 FROM clicks
 WHERE reason IS NULL

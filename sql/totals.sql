@@ -40,7 +40,7 @@ SELECT
   minute,
   minute >= $day_start_minute AND minute < $day_end_minute AS in_day,
   clicks::BIGINT AS clicks,
-  CASE WHEN costed > 0 THEN spend_micros END::BIGINT AS spend_micros,
+  CASE WHEN costed > 0 THEN spend_micros END::HUGEINT AS spend_micros,  -- checked by sql/spend_overflow.sql
   duplicate_copies::BIGINT AS duplicate_copies,
   late_clicks::BIGINT AS late_clicks
 FROM windows

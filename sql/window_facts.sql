@@ -3,7 +3,7 @@ SELECT
   ad_id,
   to_timestamp(minute * 60) AS window_start,
   clicks,
-  spend_micros,
+  spend_micros::BIGINT AS spend_micros,  -- fits: sql/spend_overflow.sql ran first
   duplicate_copies,
   late_clicks
 FROM all_windows
