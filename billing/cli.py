@@ -15,6 +15,7 @@ import logging
 import os
 import sys
 import tomllib
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,19 +27,27 @@ from billing.errors import BillingError, UsageError
 
 log = logging.getLogger("billing")
 
-EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_DRIFT = 0, 1, 2, 3
+#: The exit code of an unexpected failure (a bug, or an environment fault we did not anticipate).
+EXIT_FAILURE = 1
+
+
+def _one_line(text: str) -> str:
+    """The first non-empty line of an error message: stderr gets one line per failure."""
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
 
 
 class BillingGroup(click.Group):
-    """Maps :class:`BillingError` to its exit code with a one-line reason on stderr."""
+    """Maps every error to its exit code with a one-line reason on stderr.
+
+    ``--debug`` adds the traceback before that line; the exit code stays the same.
+    """
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except BillingError as e:
-            if ctx.meta.get("billing.debug"):
-                raise
-            click.echo(f"billing: error: {e}", err=True)
+            self._traceback_if_debug(ctx)
+            click.echo(f"billing: error: {_one_line(str(e))}", err=True)
             ctx.exit(e.exit_code)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
@@ -48,11 +57,15 @@ class BillingGroup(click.Group):
             os.dup2(devnull, sys.stdout.fileno())
             ctx.exit(141)
         except Exception as e:
-            if ctx.meta.get("billing.debug"):
-                raise
-            log.exception("unexpected failure")
-            click.echo(f"billing: unexpected failure: {type(e).__name__}: {e}", err=True)
+            self._traceback_if_debug(ctx)
+            hint = "" if ctx.meta.get("billing.debug") else " (run with --debug for the traceback)"
+            click.echo(f"billing: unexpected failure: {type(e).__name__}: {_one_line(str(e))}{hint}", err=True)
             ctx.exit(EXIT_FAILURE)
+
+    @staticmethod
+    def _traceback_if_debug(ctx: click.Context) -> None:
+        if ctx.meta.get("billing.debug"):
+            click.echo(traceback.format_exc().rstrip("\n"), err=True)
 
 
 def _load_config_file(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
@@ -63,9 +76,44 @@ def _load_config_file(ctx: click.Context, _param: click.Parameter, value: str | 
             data = tomllib.load(f)
     except (OSError, tomllib.TOMLDecodeError) as e:
         raise click.BadParameter(f"cannot read {value}: {e}") from e
-    data = data.get("billing", data)
-    ctx.default_map = {**(ctx.default_map or {}), **{k.replace("-", "_"): v for k, v in data.items()}}
+    table = data.get("billing", data)  # a [billing] table, if any, is all we read: other tables are not ours
+    if not isinstance(table, dict):
+        raise click.BadParameter(f"{value}: 'billing' must be a table")
+    mine = _option_keys([ctx.command])
+    known = config_keys()
+    values = {}
+    for key, v in table.items():
+        k = key.replace("-", "_")
+        if k not in known:
+            where = "[billing]" if "billing" in data else "top level"
+            raise UsageError(f"{value}: unknown key {key!r} ({where}); keys are option names, e.g. lateness")
+        if k in mine:  # an option of another command only (raw = ... read by show) is not this one's
+            values[mine[k]] = v
+    ctx.default_map = {**(ctx.default_map or {}), **values}
     return value
+
+
+@functools.cache
+def config_keys() -> frozenset[str]:
+    """Config-file keys (option names, ``-`` or ``_``) of every command.
+
+    A key that belongs to another command (``raw`` in a file also used with ``billing show``) is
+    allowed and ignored by commands without that option; a key no command has is an error.
+    """
+    return frozenset(_option_keys(list(cli.commands.values())))
+
+
+def _option_keys(commands: list[click.Command]) -> dict[str, str]:
+    """Option names (``-`` as ``_``) -> parameter names of ``commands``."""
+    keys: dict[str, str] = {}
+    for command in commands:
+        for p in command.params:
+            if isinstance(p, click.Option) and p.name and p.name != "config_file":
+                keys[p.name] = p.name
+                for decl in p.opts:
+                    if decl.startswith("--"):
+                        keys[decl[2:].replace("-", "_")] = p.name
+    return keys
 
 
 def _opt(*decls: str, **kw: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -131,8 +179,6 @@ def build_config(**kw: Any) -> ReconcileConfig:
     for k in ("slices", "workers", "threads"):
         if kw.get(k) is not None and int(kw[k]) < 0:
             raise UsageError(f"--{k} must be >= 0")
-    if kw.get("tolerance_abs", 0) < 0 or kw.get("tolerance_rel", 0) < 0:
-        raise UsageError("tolerances must be >= 0")
     return ReconcileConfig(
         date=parse_date(kw["date"]),
         raw=kw.get("raw") or "",
@@ -155,7 +201,7 @@ def build_config(**kw: Any) -> ReconcileConfig:
 
 
 @click.group(cls=BillingGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--debug", is_flag=True, help="Re-raise errors with their traceback.")
+@click.option("--debug", is_flag=True, help="Print the traceback of an error (the exit code stays the same).")
 @click.option("-q", "--quiet", is_flag=True, help="Log warnings and errors only.")
 @click.version_option(package_name="billing")
 @click.pass_context
@@ -166,12 +212,9 @@ def cli(ctx: click.Context, debug: bool, quiet: bool) -> None:
     2 bad usage or bad input (nothing published), 1 unexpected failure.
     """
     ctx.meta["billing.debug"] = debug
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s billing %(levelname)s %(message)s", "%H:%M:%S"))
-    root = logging.getLogger("billing")
-    root.handlers[:] = [handler]
-    root.setLevel(logging.WARNING if quiet else logging.INFO)
-    root.propagate = False
+    # Where logs go is set once, by main(); here only how much (in-process callers, e.g. tests with
+    # CliRunner, keep their own handlers: the records propagate to them).
+    logging.getLogger("billing").setLevel(logging.WARNING if quiet else logging.INFO)
 
 
 @cli.command()
@@ -252,9 +295,16 @@ def _money(micros: int | None) -> str:
     return money(micros)
 
 
+def _dumps(obj: Any) -> str:
+    """Strict JSON for people and schedulers: a NaN or infinity is a bug, never printed."""
+    return json.dumps(obj, indent=2, allow_nan=False)
+
+
 def _print_summary(s: dict[str, Any], url: str, *, unchanged: bool, version: int, as_json: bool) -> None:
     if as_json:
-        click.echo(json.dumps(s, indent=2))
+        # summary.json's keys as stored, plus what this run did with them (not part of summary.json).
+        click.echo(_dumps({**s, "publish": {"version": version, "dir": f"v={version}", "unchanged": unchanged,
+                                            "url": url}}))
         return
     led, st, dr = s["ledger"], s["stream"], s["drift"]
     state = "unchanged, still" if unchanged else "published as"
@@ -292,8 +342,14 @@ def show(version: int | None, **kw: Any) -> None:
       billing show --date 2026-11-26 --out ./out
     """
     day = _day(kw)
-    v = version or day.require_current()
-    click.echo(json.dumps(day.read_json(v, "summary.json"), indent=2))
+    v = day.require_current() if version is None else _version(version, "--version")
+    click.echo(_dumps(day.read_json(v, "summary.json")))
+
+
+def _version(v: int, option: str) -> int:
+    if v < 1:
+        raise UsageError(f"{option} {v}: versions are numbered from 1")
+    return v
 
 
 @cli.command()
@@ -333,11 +389,11 @@ def history(as_json: bool, **kw: Any) -> None:
                      "billable_spend_micros": led["billable_spend_micros"],
                      "restated_ads": None if m.get("restatement") is None else len(m["restatement"]),
                      "previous_version": m.get("previous_version")})
-    if as_json:
-        click.echo(json.dumps(rows, indent=2))
-        return
-    if not rows:
+    if not rows:  # text or JSON alike: a day without versions is an error, as for show and diff-versions
         raise UsageError(f"no committed version for {kw['date']} under {kw['out']}")
+    if as_json:
+        click.echo(_dumps(rows))
+        return
     click.echo(f"{'version':>7}  {'created_at':<25} {'billable_clicks':>15} {'billable_spend':>18} "
                f"{'restated_ads':>12}  run_id")
     for r in rows:
@@ -363,8 +419,11 @@ def diff_versions(from_v: int, to_v: int | None, csv_path: str | None, **kw: Any
     """
     from billing.pipeline import TOTALS_PER_AD, per_ad_totals, restatement
 
+    if csv_path and csv_path != "-":
+        _check_writable(csv_path, "--csv")
     day = _day(kw)
-    to_v = to_v or day.require_current()
+    from_v = _version(from_v, "--from")
+    to_v = day.require_current() if to_v is None else _version(to_v, "--to")
     rows = restatement(per_ad_totals(day.iter_batches(from_v, "totals.parquet", TOTALS_PER_AD)),
                        per_ad_totals(day.iter_batches(to_v, "totals.parquet", TOTALS_PER_AD))) or []
     header = ["ad_id", "clicks_before", "clicks_after", "clicks_delta",
@@ -393,6 +452,18 @@ def diff_versions(from_v: int, to_v: int | None, csv_path: str | None, **kw: Any
         log.info("wrote %s", csv_path)
 
 
+def _check_writable(path: str, option: str) -> None:
+    """Refuse a destination file we could not write, before any work or output."""
+    target = Path(path)
+    folder = target.parent
+    if target.is_dir():
+        raise UsageError(f"{option} {path}: is a directory")
+    if not folder.is_dir():
+        raise UsageError(f"{option} {path}: no such directory {folder}")
+    if not os.access(folder, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        raise UsageError(f"{option} {path}: not writable")
+
+
 @cli.command()
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for the demo lake.")
 @click.option("--date", required=True, help="The day D to plant, YYYY-MM-DD.")
@@ -417,8 +488,19 @@ def demo(out_dir: str, date: str, rows: int, seed: int, layout: str) -> None:
                f"{Path(out_dir) / 'stream'}, truth in {Path(out_dir) / 'truth'}")
 
 
-def main() -> None:
-    cli(prog_name="billing")
+def configure_logging() -> None:
+    """Progress and logs to stderr, once per process (results go to stdout)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s billing %(levelname)s %(message)s", "%H:%M:%S"))
+    root = logging.getLogger("billing")
+    root.handlers[:] = [handler]
+    root.propagate = False
+
+
+def main(args: list[str] | None = None) -> None:
+    """The ``billing`` console script (also ``python -m billing`` and the jobs/ entry points)."""
+    configure_logging()
+    cli(args, prog_name="billing")
 
 
 @functools.cache

@@ -9,6 +9,7 @@ parsers for the value syntaxes (durations, dates, byte sizes).
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -37,7 +38,10 @@ def parse_duration(text: str | int | float | dt.timedelta, *, allow_off: bool = 
     if not m:
         hint = ", or 'off'" if allow_off else ""
         raise UsageError(f"not a duration: {text!r} (use e.g. 2h, 90m, 30s{hint})")
-    return dt.timedelta(seconds=int(m.group(1)) * _UNIT_SECONDS[m.group(2)])
+    try:
+        return dt.timedelta(seconds=int(m.group(1)) * _UNIT_SECONDS[m.group(2)])
+    except OverflowError:
+        raise UsageError(f"duration out of range: {text!r}") from None
 
 
 def format_duration(value: dt.timedelta | None) -> str:
@@ -86,6 +90,11 @@ def default_memory_limit() -> int:
     return total // 2
 
 
+#: The smallest ``--memory-limit``: DuckDB gets 40% of it (~100 MiB), what its fixed costs and a
+#: small day need; below ~16 MB it cannot even read a 20k-row day.
+MIN_MEMORY_LIMIT = 256 * 2**20
+
+
 @dataclass(frozen=True)
 class ReconcileConfig:
     """Everything that decides the content of a reconciled day.
@@ -127,6 +136,26 @@ class ReconcileConfig:
     """DuckDB threads; 0 means one per core."""
     s3_endpoint: str | None = None
     """S3-compatible endpoint URL (else AWS_ENDPOINT_URL, else AWS)."""
+
+    def __post_init__(self) -> None:
+        """Refuse values no run can use (exit 2), whichever way the config was built (CLI, plan, code)."""
+        if self.tolerance_abs < 0:
+            raise UsageError(f"--tolerance-abs must be >= 0, got {self.tolerance_abs}")
+        if not (math.isfinite(self.tolerance_rel) and self.tolerance_rel >= 0):
+            raise UsageError(f"--tolerance-rel must be a finite number >= 0, got {self.tolerance_rel}")
+        if self.memory_limit < MIN_MEMORY_LIMIT:
+            raise UsageError(f"--memory-limit {self.memory_limit} bytes is below the minimum of "
+                             f"{MIN_MEMORY_LIMIT // 2**20}MiB")
+        for name in ("slices", "threads"):
+            if getattr(self, name) < 0:
+                raise UsageError(f"--{name} must be >= 0")
+        if self.workers < 1:
+            raise UsageError("--workers must be >= 1")
+        try:  # the horizon ends at D+1 00:00 + lateness; windows and partitions are named up to D+1
+            dt.datetime.combine(self.date, dt.time(), tzinfo=dt.UTC) + dt.timedelta(days=1) + self.lateness
+        except OverflowError:
+            raise UsageError(f"--date {self.date.isoformat()} with --lateness {format_duration(self.lateness)}: "
+                             f"the horizon would end after {dt.date.max.isoformat()}") from None
 
     def content_settings(self) -> dict[str, Any]:
         """The settings that decide output content, as recorded in the manifest."""

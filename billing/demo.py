@@ -433,4 +433,4 @@ def _write_truth(root: Path, truth: Truth, date: dt.date, files: list[str]) -> N
         "planted": truth.planted,
         "raw_files_written": len(files),
     }
-    (root / "truth.json").write_text(json.dumps(doc, indent=2) + "\n")
+    (root / "truth.json").write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n")

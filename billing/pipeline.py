@@ -38,6 +38,11 @@ FACTS_SCHEMA = pa.schema([
 #: The data files; with the report and CSVs they make up a version (the manifest aside).
 CONTENT_FILES = ("totals.parquet", "drift.parquet", "quarantine.parquet", "conflicts.parquet", "summary.json")
 OUTPUT_FILES = (*CONTENT_FILES, "report.html", "drift_flagged.csv", "ads_daily.csv")
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+#: The order of each Parquet output's rows, declared in its metadata (``sorting_columns``).
+SORTED_BY = {"totals.parquet": ("ad_id", "window_start"), "drift.parquet": ("ad_id", "window_start"),
+             "quarantine.parquet": ("source_file", "source_row"), "conflicts.parquet": ("click_id",)}
 
 
 @dataclass
@@ -66,8 +71,7 @@ def open_inputs(cfg: ReconcileConfig) -> tuple[Inputs, list[read.PartitionFile]]
     raw = open_store(cfg.raw, endpoint=cfg.s3_endpoint)
     stream = open_store(cfg.stream, endpoint=cfg.s3_endpoint)
     out = open_store(cfg.out, endpoint=cfg.s3_endpoint)
-    if contains(raw, out):
-        raise UsageError(f"--out {out.uri} lies inside --raw {raw.uri}: outputs would become inputs")
+    check_disjoint(raw, stream, out)
     raw.check_readable()
     stream.check_readable()
     horizon = read.Horizon(cfg.date, cfg.lateness)
@@ -81,6 +85,20 @@ def open_inputs(cfg: ReconcileConfig) -> tuple[Inputs, list[read.PartitionFile]]
         raise BadInputError(f"no stream partition dt={cfg.date} under {stream.uri} "
                             f"(use --stream-optional to reconcile against nothing)")
     return Inputs(raw, stream, out, sources, stream_files, read.rows_beyond_horizon(raw, sources)), files
+
+
+def check_disjoint(raw: Store, stream: Store, out: Store) -> None:
+    """Refuse roots that are equal or nested (exit 2): outputs would become inputs, or one input
+    would be read as the other. Locations are compared after normalising (see storage.contains)."""
+    roots = {"--raw": raw, "--stream": stream, "--out": out}
+    for a, b in (("--out", "--raw"), ("--out", "--stream"), ("--raw", "--out"), ("--stream", "--out"),
+                 ("--stream", "--raw"), ("--raw", "--stream")):
+        sa, sb = roots[a], roots[b]
+        if contains(sb, sa):
+            how = "is the same location as" if contains(sa, sb) else "lies inside"
+            why = ("outputs would become inputs" if "--out" in (a, b)
+                   else "one input would be read as the other")
+            raise UsageError(f"{a} {sa.uri} {how} {b} {sb.uri}: {why}")
 
 
 @dataclass(frozen=True)
@@ -108,7 +126,7 @@ class Plan:
 
     @property
     def plan_id(self) -> str:
-        body = json.dumps({**self.to_json(), "config": self.cfg.content_settings()}, sort_keys=True)
+        body = json.dumps({**self.to_json(), "config": self.cfg.content_settings()}, sort_keys=True, allow_nan=False)
         return hashlib.sha256(body.encode()).hexdigest()[:16]
 
     @classmethod
@@ -203,6 +221,10 @@ def reconcile(cfg: ReconcileConfig) -> RunResult:
 def finish(cfg: ReconcileConfig, inputs: Inputs, day: Day, merged: slices.SlicePartial, run_id: str,
            started: float, work: Path) -> RunResult:
     """Diff the merged slices against the stream side, stage every output, publish (caller holds the lock)."""
+    spend = merged.ledger.billable_spend_micros
+    if spend is not None and not INT64_MIN <= spend <= INT64_MAX:  # each slice fits; their sum may not
+        raise BadInputError(f"{cfg.date}: billable spend sums to {spend} micros, more than int64 holds "
+                            f"(cost_micros too large?)")
     has_cost = any("cost_micros" in s.columns for s in inputs.sources)
     stream_has_spend = any(_has_column(inputs.stream, f, "spend_micros") for f in inputs.stream_files)
     con = engine.connect(memory_limit=cfg.memory_limit, threads=cfg.threads, temp_dir=str(work))
@@ -224,12 +246,10 @@ def finish(cfg: ReconcileConfig, inputs: Inputs, day: Day, merged: slices.SliceP
 
 
 def _window_facts(con: duckdb.DuckDBPyConnection, merged: slices.SlicePartial) -> duckdb.DuckDBPyRelation:
-    """The day's window facts as a relation: read from the slices' files, plus any still in memory."""
-    rel = con.from_arrow(merged.window_facts.cast(FACTS_SCHEMA) if merged.window_facts.num_rows
-                         else FACTS_SCHEMA.empty_table())
-    if merged.facts_files:
-        rel = con.read_parquet([str(f) for f in merged.facts_files]).union(rel)  # UNION ALL: sums follow
-    return rel
+    """The day's window facts as a relation, read from the slices' saved files."""
+    if not merged.facts_files:
+        return con.from_arrow(FACTS_SCHEMA.empty_table())
+    return con.read_parquet([str(f) for f in merged.facts_files])
 
 
 # --- scale-out: plan, run-slice, merge (each a separate process, possibly on another machine) ----
@@ -243,7 +263,7 @@ def plan_day(cfg: ReconcileConfig) -> tuple[Plan, str]:
     plan = make_plan(cfg, inputs, raw_files)
     day = Day(inputs.out, cfg.date)
     path = day.path(WORK, plan.plan_id, "plan.json")
-    inputs.out.write_bytes(path, (json.dumps(plan.to_json(), indent=2) + "\n").encode())
+    inputs.out.write_bytes(path, (json.dumps(plan.to_json(), indent=2, allow_nan=False) + "\n").encode())
     log.info("planned %d slice(s) of %d raw files: %s", len(plan.ranges), len(raw_files), inputs.out.url(path))
     return plan, inputs.out.url(path)
 
@@ -264,6 +284,9 @@ def _planned_inputs(plan: Plan) -> Inputs:
     """The plan's inputs, re-opened; refuses if a raw file changed since it was planned."""
     cfg = plan.cfg
     raw = open_store(cfg.raw, endpoint=cfg.s3_endpoint)
+    stream = open_store(cfg.stream, endpoint=cfg.s3_endpoint)
+    out = open_store(cfg.out, endpoint=cfg.s3_endpoint)
+    check_disjoint(raw, stream, out)
     planned = {p.info.path for p in plan.raw_files}
     partitions = sorted({path.split("/", 1)[0] for path in planned})  # dt=D and dt=D+1, not the whole lake
     now = {f.path: f for part in partitions for f in raw.list_files(part) if f.path in planned}
@@ -272,8 +295,7 @@ def _planned_inputs(plan: Plan) -> Inputs:
         if seen is None or (seen.size, seen.version_tag) != (f.info.size, f.info.version_tag):
             raise BadInputError(f"{raw.url(f.info.path)} changed or vanished since the plan was made: plan again")
     sources = read.inspect_raw(raw, plan.raw_files)
-    return Inputs(raw, open_store(cfg.stream, endpoint=cfg.s3_endpoint), open_store(cfg.out, endpoint=cfg.s3_endpoint),
-                  sources, plan.stream_files, read.rows_beyond_horizon(raw, sources))
+    return Inputs(raw, stream, out, sources, plan.stream_files, read.rows_beyond_horizon(raw, sources))
 
 
 def run_planned_slice(uri: str, k: int, *, s3_endpoint: str | None = None) -> str:
@@ -370,10 +392,10 @@ def build_outputs(cfg: ReconcileConfig, inputs: Inputs, merged: slices.SlicePart
     }
     # The two day-sized files are encoded in threads (Arrow releases the GIL) while the report renders.
     with ThreadPoolExecutor(max_workers=2) as pool:
-        writes = [pool.submit(write_parquet, totals, staged["totals.parquet"]),
-                  pool.submit(write_parquet, drift, staged["drift.parquet"])]
-        write_parquet(quarantine, staged["quarantine.parquet"])
-        write_parquet(conflicts, staged["conflicts.parquet"])
+        writes = [pool.submit(write_parquet, table, staged[name], SORTED_BY[name])
+                  for name, table in (("totals.parquet", totals), ("drift.parquet", drift))]
+        for name, table in (("quarantine.parquet", quarantine), ("conflicts.parquet", conflicts)):
+            write_parquet(table, staged[name], SORTED_BY[name])
         write_json(summary, staged["summary.json"])
         staged.update(report.render_all(folder, summary=summary, drift=drift, totals=totals,
                                         quarantine=quarantine, conflicts=conflicts,

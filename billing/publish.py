@@ -51,19 +51,25 @@ _VERSION_DIR = re.compile(r"^v=(\d+)$")
 LOCK_TTL = dt.timedelta(hours=int(os.environ.get("BILLING_LOCK_TTL_HOURS", "6")))
 
 
-def write_parquet(table: pa.Table, path: Path) -> None:
-    """Fixed writer settings: the same table always gives the same bytes."""
+def write_parquet(table: pa.Table, path: Path, sorted_by: tuple[str, ...] = ()) -> None:
+    """Fixed writer settings: the same table always gives the same bytes.
+
+    ``sorted_by``: the columns the rows are already sorted by (ascending, nulls last), declared in
+    each row group's ``sorting_columns`` so readers can rely on the order without sorting again.
+    """
+    sorting = pq.SortingColumn.from_ordering(table.schema, [(c, "ascending") for c in sorted_by]) if sorted_by else None
     pq.write_table(
         table, path,
         compression="zstd", compression_level=3,
         use_dictionary=True, write_statistics=True,
         row_group_size=1_000_000, data_page_size=1 << 20,
-        version="2.6", store_schema=True,
+        version="2.6", store_schema=True, sorting_columns=sorting,
     )
 
 
 def write_json(obj: Any, path: Path) -> None:
-    path.write_text(json.dumps(obj, indent=2, sort_keys=False, ensure_ascii=False) + "\n", encoding="utf-8")
+    text = json.dumps(obj, indent=2, sort_keys=False, ensure_ascii=False, allow_nan=False)  # strict JSON: no NaN
+    path.write_text(text + "\n", encoding="utf-8")
 
 
 def sha256_file(path: Path) -> str:
@@ -151,7 +157,7 @@ class Day:
     def lock(self, run_id: str) -> Iterator[None]:
         holder = {"host": socket.gethostname(), "pid": os.getpid(), "run_id": run_id,
                   "acquired_at": _now().isoformat(), "expires_at": (_now() + LOCK_TTL).isoformat()}
-        body = json.dumps(holder).encode()
+        body = json.dumps(holder, allow_nan=False).encode()
         if not self.out.create_exclusive(self.path(LOCK), body):
             other = self._read_lock()
             if other is not None and other.get("run_id") == run_id:
@@ -223,7 +229,7 @@ class Day:
 
 
 def _dumps(obj: Any) -> bytes:
-    return (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    return (json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
 
 
 def _now() -> dt.datetime:

@@ -12,6 +12,7 @@ import csv
 import datetime as dt
 import html
 import json
+import math
 import tempfile
 from collections import defaultdict
 from pathlib import Path
@@ -72,7 +73,7 @@ def render_all(folder: Path, *, summary: dict[str, Any], drift: pa.Table, totals
     ads = per_ad(totals, drift)
     paths = {REPORT: folder / REPORT, DRIFT_CSV: folder / DRIFT_CSV, ADS_CSV: folder / ADS_CSV}
     write_drift_csv(drift, paths[DRIFT_CSV])
-    write_ads_csv(ads, paths[ADS_CSV])
+    write_ads_csv(ads, paths[ADS_CSV], summary["date"])
     page = render_html(summary=summary, drift=drift, ads=ads, quarantine=quarantine, conflicts=conflicts,
                        inputs=inputs, code_version=code_version)
     paths[REPORT].write_text(page, encoding="utf-8")
@@ -148,7 +149,7 @@ def per_hour(drift: pa.Table) -> list[dict[str, int]]:
 
 DRIFT_CSV_COLUMNS = ("ad_id", "window_start", "batch_clicks", "stream_clicks", "delta", "status", "cause",
                      "batch_spend_micros", "money_at_risk_micros")
-ADS_CSV_COLUMNS = ("ad_id", "billable_clicks", "spend_micros", "stream_clicks", "delta", "money_at_risk_micros",
+ADS_CSV_COLUMNS = ("date", "ad_id", "billable_clicks", "spend_micros", "stream_clicks", "delta", "money_at_risk_micros",
                    "flagged_windows", "main_cause")
 
 
@@ -167,12 +168,13 @@ def write_drift_csv(drift: pa.Table, path: Path) -> None:
                         for c in DRIFT_CSV_COLUMNS])
 
 
-def write_ads_csv(ads: list[dict[str, Any]], path: Path) -> None:
+def write_ads_csv(ads: list[dict[str, Any]], path: Path, date: str) -> None:
+    """Per ad of day ``date`` (the first column, so files of several days can be concatenated)."""
     with _open_csv(path) as f:
         w = csv.writer(f, lineterminator="\r\n")
         w.writerow(ADS_CSV_COLUMNS)
         for a in ads:
-            w.writerow(["" if a[c] is None else a[c] for c in ADS_CSV_COLUMNS])
+            w.writerow([date, *("" if a[c] is None else a[c] for c in ADS_CSV_COLUMNS[1:])])
 
 
 # --- charts --------------------------------------------------------------------------------------
@@ -430,7 +432,7 @@ def render_html(*, summary: dict[str, Any], drift: pa.Table, ads: list[dict[str,
                 examples.append([r["reason"], f"{r['source_file']} row {r['source_row']}",
                                  json.dumps({c: _plain(r[c]) for c in cols
                                              if c not in ("reason", "source_file", "source_row")},
-                                            ensure_ascii=False)])
+                                            ensure_ascii=False, allow_nan=False)])
         parts.append("<p class=muted>Examples, two per reason:</p>")
         parts.append(_table(["reason", "source", "row"], examples))
 
@@ -455,6 +457,12 @@ def _plain(v: Any) -> Any:
         return iso(v)
     if isinstance(v, bytes):
         return v.hex()
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)  # a raw column's NaN or inf, shown as text: the JSON stays strict
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_plain(x) for x in v]
     if isinstance(v, (list, dict, str, int, float, bool)) or v is None:
         return v
     return str(v)

@@ -61,7 +61,7 @@ class SlicePartial:
         folder.mkdir(parents=True, exist_ok=True)
         for name in _PARQUET_PARTS:
             pq.write_table(getattr(self, name), folder / f"{name}.parquet")
-        (folder / "ledger.json").write_text(json.dumps(self.ledger.as_dict(), sort_keys=True))
+        (folder / "ledger.json").write_text(json.dumps(self.ledger.as_dict(), sort_keys=True, allow_nan=False))
         return SlicePartial(self.window_facts.schema.empty_table(), self.ledger, self.quarantine_pointers,
                             self.conflicts, [*self.facts_files, folder / "window_facts.parquet"])
 
@@ -233,13 +233,7 @@ def shared_windows(spans: list[Span]) -> list[Span]:
 
 
 def day_shared_windows(merged: SlicePartial) -> list[Span]:
-    """:func:`shared_windows` of a merged day: its facts files, and any facts still in memory.
-
-    Facts in memory may be several slices' concatenated, with a window in more than one row: then
-    every window is summed.
-    """
-    if merged.window_facts.num_rows:
-        return [ALL_TIME]
+    """:func:`shared_windows` of a merged day, from its saved facts files."""
     return shared_windows([span for f in merged.facts_files if (span := facts_span(f)) is not None])
 
 
@@ -252,11 +246,14 @@ def empty_partial(facts_schema: pa.Schema) -> SlicePartial:
 
 
 def merge(partials: list[SlicePartial]) -> SlicePartial:
+    """The day from its saved slices (:meth:`SlicePartial.save`): window facts stay in their files."""
+    if any(p.window_facts.num_rows for p in partials):
+        raise ValueError("merge takes saved partials, whose window facts are on disk")
     ledger = Ledger()
     for p in partials:
         ledger = ledger.add(p.ledger)
     return SlicePartial(
-        window_facts=pa.concat_tables([p.window_facts for p in partials]),
+        window_facts=partials[0].window_facts if partials else pa.table({}),
         ledger=ledger,
         quarantine_pointers=pa.concat_tables([p.quarantine_pointers for p in partials]),
         conflicts=pa.concat_tables([p.conflicts for p in partials]),

@@ -21,7 +21,7 @@ from urllib.parse import urlparse
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from billing.errors import StorageError
+from billing.errors import StorageError, UsageError
 
 
 def s3_max_attempts() -> int:
@@ -65,14 +65,19 @@ def open_store(uri: str, *, endpoint: str | None = None) -> Store:
     if parsed.scheme == "s3":
         if not parsed.netloc:
             raise StorageError(f"S3 URI without a bucket: {uri}")
-        return S3Store(parsed.netloc, parsed.path.strip("/"), endpoint=endpoint)
+        parts = [p for p in parsed.path.split("/") if p]  # s3://b/p/, s3://b//p: the prefix p
+        if any(p in (".", "..") for p in parts):
+            # S3 keys are literal: "a/../b" is not "b" to S3, and clients disagree on resolving it.
+            raise UsageError(f"S3 URI with a '.' or '..' segment: {uri}")
+        return S3Store(parsed.netloc, "/".join(parts), endpoint=endpoint)
     if parsed.scheme in ("", "file"):
         return LocalStore(Path(parsed.path if parsed.scheme == "file" else uri))
     raise StorageError(f"unsupported location {uri!r}: use a local path or s3://bucket/prefix")
 
 
 def contains(outer: Store, inner: Store) -> bool:
-    """True when ``inner`` lies at or below ``outer`` (used to refuse OUT inside RAW)."""
+    """True when ``inner`` lies at or below ``outer``, compared as normalised locations: local roots
+    are resolved (``..``, symlinks, ``file://``), S3 prefixes have no empty segments."""
     a, b = outer.url(""), inner.url("")
     return b == a or b.startswith(a.rstrip("/") + "/")
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import sys
 
-from billing.cli import cli
+from billing.cli import main as billing_main
 
 
 def main() -> None:
-    cli(["demo", *sys.argv[1:]], prog_name="billing")
+    billing_main(["demo", *sys.argv[1:]])
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import sys
 
-from billing.cli import cli
+from billing.cli import main as billing_main
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> None:
     rest = args[1:] if day else args
     if day is None:
         day = (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)).isoformat()
-    cli(["reconcile", "--date", day, *rest], prog_name="billing")
+    billing_main(["reconcile", "--date", day, *rest])
 
 
 if __name__ == "__main__":

@@ -242,3 +242,107 @@ def test_wrong_credentials(moto_with_auth: str, tmp_path: Path, monkeypatch: pyt
     assert r.stderr.strip() == "billing: error: cannot list s3://lake/raw: InvalidAccessKeyId"
     assert "wrong-secret-value" not in r.output
     assert published_nothing(tmp_path / "out")
+
+
+# --- issue 10: roots that overlap, spend that overflows int64 ------------------------------------
+
+def _roots(tmp: Path, case: str) -> tuple[dict[str, str], str]:
+    """(raw, stream, out) for an overlapping layout, and the expected one-line reason."""
+    raw, stream = tmp / "raw", tmp / "stream"
+    (tmp / "link").symlink_to(stream)
+    cases = {
+        "out is stream": ({"out": str(stream)}, f"--out {stream} is the same location as --stream {stream}"),
+        "out is stream/ (trailing slash)": ({"out": f"{stream}/"}, f"--out {stream} is the same location as --stream"),
+        "out inside stream": ({"out": str(stream / "billing")}, f"--out {stream / 'billing'} lies inside --stream"),
+        "stream inside out": ({"out": str(tmp)}, f"--raw {raw} lies inside --out {tmp}"),
+        "out via ..": ({"out": str(tmp / "raw" / ".." / "stream")}, f"--out {stream} is the same location as"),
+        "out via a symlink": ({"out": str(tmp / "link" / "x")}, f"--out {stream / 'x'} lies inside --stream"),
+        "out as file://": ({"out": f"file://{stream}"}, f"--out {stream} is the same location as --stream"),
+        "raw inside out": ({"out": str(tmp / "o"), "raw": str(tmp / "o" / "raw")},
+                           f"--raw {tmp / 'o' / 'raw'} lies inside --out {tmp / 'o'}"),
+        "out is raw": ({"out": str(raw)}, f"--out {raw} is the same location as --raw {raw}"),
+        "stream is raw": ({"stream": f"{raw}//"}, f"--stream {raw} is the same location as --raw {raw}"),
+        "stream inside raw": ({"stream": str(raw / "agg")}, f"--stream {raw / 'agg'} lies inside --raw {raw}"),
+    }
+    return cases[case]
+
+
+@pytest.mark.parametrize("case", ["out is stream", "out is stream/ (trailing slash)", "out inside stream",
+                                  "stream inside out", "out via ..", "out via a symlink", "out as file://",
+                                  "raw inside out", "out is raw", "stream is raw", "stream inside raw"])
+def test_overlapping_roots_are_refused(tmp_path: Path, case: str) -> None:
+    good_lake(tmp_path)
+    if case == "raw inside out":
+        (tmp_path / "o").mkdir()
+        (tmp_path / "raw").rename(tmp_path / "o" / "raw")
+    if case == "stream inside raw":
+        (tmp_path / "stream").rename(tmp_path / "raw" / "agg")
+    roots, expected = _roots(tmp_path, case)
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    r = invoke(tmp_path, **roots)
+    assert r.exit_code == 2, r.output
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("billing: error: ") and expected in lines[0], r.stderr
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before  # nothing written anywhere
+
+
+def test_out_equal_to_stream_used_to_read_its_own_summary(tmp_path: Path) -> None:
+    """The issue's case: a first run published into the stream root, the second read summary.json as stream
+    data. Both are now refused before anything is written."""
+    good_lake(tmp_path)
+    for _ in range(2):
+        r = invoke(tmp_path, out=str(tmp_path / "stream"))
+        assert r.exit_code == 2 and "is the same location as --stream" in r.stderr
+    assert not (tmp_path / "stream" / "dt=2026-11-26" / "v=1").exists()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(("out", "stream", "expected"), [
+    ("{b}/stream/", "{b}/stream", "--out s3://{bucket}/stream is the same location as --stream s3://{bucket}/stream"),
+    ("{b}//stream/billing", "{b}/stream",
+     "--out s3://{bucket}/stream/billing lies inside --stream s3://{bucket}/stream"),
+    ("{b}", "{b}/stream", "--stream s3://{bucket}/stream lies inside --out s3://{bucket}"),
+    ("{b}/stream/../out", "{b}/stream", "S3 URI with a '.' or '..' segment: s3://{bucket}/stream/../out"),
+])
+def test_overlapping_roots_on_s3_are_refused(s3, tmp_path: Path, out: str, stream: str, expected: str) -> None:
+    good_lake(tmp_path)
+    b = f"s3://{s3.bucket}"
+    stream_uri = s3.upload_tree(tmp_path / "stream", "stream")
+    assert stream_uri == stream.format(b=b)
+    r = invoke(tmp_path, stream=stream.format(b=b), out=out.format(b=b))
+    assert r.exit_code == 2, r.output
+    assert r.stderr.strip() == "billing: error: " + expected.format(bucket=s3.bucket) + (
+        "" if "segment" in expected else ": outputs would become inputs")
+    assert s3.keys() == sorted(f"stream/{p.relative_to(tmp_path / 'stream').as_posix()}"
+                               for p in (tmp_path / "stream").rglob("*") if p.is_file())
+
+
+BIG = 2**62  # two of these make 2**63, one more than int64 holds
+
+
+def test_window_spend_overflowing_int64_is_exit_2_naming_ad_and_window(tmp_path: Path) -> None:
+    write_raw(tmp_path / "raw", GOOD, [click(at(10), seq=i, cost=1_000) for i in range(50)]
+              + [click(at(11, 7), ad=42, seq=1, cost=BIG), click(at(11, 7, 30), ad=42, seq=2, cost=BIG)])
+    write_stream(tmp_path / "stream", [(1, at(10), 50)])
+    r = invoke(tmp_path)
+    assert r.exit_code == 2, r.output
+    lines = r.stderr.strip().splitlines()
+    assert lines[-1] == ("billing: error: spend of ad 42 in window 2026-11-26 11:07 UTC sums to "
+                         f"{2 * BIG} micros, more than int64 holds (cost_micros too large?)")
+    assert not [line for line in lines[:-1] if line.startswith("billing: ") or "Traceback" in line]
+    assert published_nothing(tmp_path / "out")
+
+
+def test_day_spend_overflowing_int64_across_slices_is_exit_2_naming_the_day(tmp_path: Path) -> None:
+    """Every window and every slice fits; the day's sum does not."""
+    rows = [click(at(h), ad=h, seq=1, cost=BIG) for h in (1, 20)]
+    write_raw(tmp_path / "raw", "dt=2026-11-26/hour=01/a.parquet", rows[:1])
+    write_raw(tmp_path / "raw", "dt=2026-11-26/hour=20/b.parquet", rows[1:])
+    write_stream(tmp_path / "stream", [(1, at(1), 1), (20, at(20), 1)])
+    for slices in ("1", "2"):
+        r = invoke(tmp_path, "--slices", slices)
+        assert r.exit_code == 2, r.output
+        assert r.stderr.strip().splitlines()[-1] == (
+            f"billing: error: 2026-11-26: billable spend sums to {2 * BIG} micros, more than int64 holds "
+            f"(cost_micros too large?)")
+        assert published_nothing(tmp_path / "out")

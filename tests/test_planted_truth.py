@@ -77,8 +77,11 @@ def test_stragglers_set_aside_match_planted_truth(demo_factory, tmp_path: Path, 
 
     lake = demo_factory(7)
     monkeypatch.setattr(slices, "STRAGGLERS_FROM_AMPLIFICATION", float("inf"))
-    direct = check_against_truth(lake, tmp_path / "direct", slices=6, workers=workers)
-    assert "set aside" not in caplog.text
+    with caplog.at_level(logging.INFO, logger="billing.pipeline"):
+        direct = check_against_truth(lake, tmp_path / "direct", slices=6, workers=workers)
+    assert "in 6 slice(s)" in caplog.text  # the pipeline's log is seen here...
+    assert "set aside" not in caplog.text  # ...and it set nothing aside
+    caplog.clear()
     monkeypatch.setattr(slices, "STRAGGLERS_FROM_AMPLIFICATION", 0.0)
     with caplog.at_level(logging.INFO, logger="billing.pipeline"):
         aside = check_against_truth(lake, tmp_path / "aside", slices=6, workers=workers)

@@ -13,8 +13,6 @@ from billing.cli import cli
 from billing.pipeline import CONTENT_FILES
 from tests.conftest import DEMO_DATE
 
-pytestmark = pytest.mark.slow
-
 
 def sha(p: Path) -> str:
     return hashlib.sha256(p.read_bytes()).hexdigest()
@@ -25,6 +23,7 @@ def args(lake: Path, out: Path) -> list[str]:
             "--out", str(out)]
 
 
+@pytest.mark.slow
 def test_plan_run_slices_merge_equals_one_process(demo_lake: Path, tmp_path: Path) -> None:
     runner = CliRunner()
     single = runner.invoke(cli, ["-q", "reconcile", *args(demo_lake, tmp_path / "single")])
@@ -43,12 +42,17 @@ def test_plan_run_slices_merge_equals_one_process(demo_lake: Path, tmp_path: Pat
         assert s.exit_code == 0, s.output
     m = runner.invoke(cli, ["-q", "merge", "--plan", plan_uri, "--json"])
     assert m.exit_code == 3, m.output
+    vdir = tmp_path / "fanout" / f"dt={DEMO_DATE}" / "v=1"
+    printed = json.loads(m.stdout)
+    assert printed["publish"] == {"version": 1, "dir": "v=1", "unchanged": False, "url": str(vdir)}
+    assert {k: v for k, v in printed.items() if k != "publish"} == json.loads((vdir / "summary.json").read_text())
     a = tmp_path / "single" / f"dt={DEMO_DATE}" / "v=1"
     b = tmp_path / "fanout" / f"dt={DEMO_DATE}" / "v=1"
     for name in CONTENT_FILES:
         assert sha(a / name) == sha(b / name), name
-    retried = runner.invoke(cli, ["-q", "merge", "--plan", plan_uri])
-    assert retried.exit_code == 3 and "unchanged" in retried.stdout
+    retried = runner.invoke(cli, ["-q", "merge", "--plan", plan_uri, "--json"])
+    assert retried.exit_code == 3 and json.loads(retried.stdout)["publish"] == {
+        "version": 1, "dir": "v=1", "unchanged": True, "url": str(vdir)}
     bad = runner.invoke(cli, ["run-slice", "--plan", plan_uri, "--slice", "9"])
     assert bad.exit_code == 2 and "the plan has slices 0..3" in bad.stderr
 
@@ -139,10 +143,9 @@ def test_slices_facts_spans_come_from_statistics_and_unknown_means_all_time(tmp_
     assert facts_span(paths["c"]) == ALL_TIME
     assert facts_span(paths["e"]) is None
 
-    def day(*names: str, in_memory: list[int] | None = None) -> SlicePartial:
-        return SlicePartial(facts(in_memory or []), Ledger(), pa.table({}), pa.table({}), [paths[n] for n in names])
+    def day(*names: str) -> SlicePartial:
+        return SlicePartial(facts([]), Ledger(), pa.table({}), pa.table({}), [paths[n] for n in names])
 
     assert day_shared_windows(day("a", "b", "e")) == [(at[1], at[1])]
     assert day_shared_windows(day("a", "b", "c")) == [(at[0], at[2])]  # c could be anywhere
     assert day_shared_windows(day("a")) == []
-    assert day_shared_windows(day("a", in_memory=[40])) == [ALL_TIME]
