@@ -195,3 +195,22 @@ def test_parquet_outputs_declare_their_sort_order(published: Path) -> None:
         assert len(rows) > 0, name
         tuples = [tuple(r[k] for k in keys) for r in rows]
         assert tuples == sorted(tuples), name
+
+
+def test_quarantine_examples_with_a_nan_column_stay_strict_json(tmp_path: Path) -> None:
+    """A raw file's extra float column holding NaN: the report's example rows show it as text, not as a
+    bare NaN token (not JSON)."""
+    import html
+
+    schema_rows = [click(at(10), seq=1, score=1.5), {**click(at(10), seq=2, score=float("nan")), "ad_id": None}]
+    import pyarrow as pa
+
+    from tests.lake import RAW_SCHEMA
+
+    write_raw(tmp_path / "raw", "dt=2026-11-26/hour=10/a.parquet", schema_rows,
+              RAW_SCHEMA.append(pa.field("score", pa.float64())))
+    write_stream(tmp_path / "stream", [(1, at(10), 1)])
+    result = reconcile(config(tmp_path))
+    page = html.unescape((Path(result.commit.url) / "report.html").read_text(encoding="utf-8"))
+    (example,) = [m for m in re.findall(r"\{[^<>]*\"score\"[^<>]*\}", page)]
+    assert json.loads(example, parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))["score"] == "nan"
