@@ -204,7 +204,8 @@ def test_credentials_never_appear_in_outputs_or_logs(s3, demo_lake: Path, tmp_pa
                  "--stream", str(demo_lake / "stream"), "--out", str(tmp_path / "out2")], env),
         run_cli(["report", "--date", str(DEMO_DATE), "--out", str(tmp_path / "out")], env),
     ]
-    assert [r.returncode for r in runs] == [3, 1, 0]  # --debug re-raises: exit 1 with the traceback
+    assert [r.returncode for r in runs] == [3, 2, 0]  # --debug keeps exit 2 and adds the traceback
+    assert "Traceback (most recent call last)" in runs[1].stderr
     texts = [r.stdout + r.stderr for r in runs]
     texts += [p.read_bytes().decode("utf-8", "replace") for p in (tmp_path / "out").rglob("*") if p.is_file()]
     assert len(texts) > 10
