@@ -402,12 +402,22 @@ def stream_rows(store: Store, src: StreamSource, *, every_column: bool = False) 
     n = table.num_rows
     cols = {}
     for p in plans:
+        if p.source is not None and pa.types.is_timestamp(p.source) and p.source.unit in ("s", "ms"):
+            _check_fits_us(table.column(p.name), p.name, where)
         cols[p.name] = (pa.nulls(n, p.target) if p.source is None
                         else _normalise_column(table.column(p.name), p, where))
     cols["window_ns"] = _below_us(table.column("window_start"))
     cols["file_id"] = pa.array(np.full(n, src.file_id, dtype=np.int32))
     cols["row_no"] = pa.array(np.arange(n, dtype=np.int64))
     return pa.table(cols, schema=STREAM_SCHEMA), table
+
+
+def _check_fits_us(col: pa.ChunkedArray, name: str, where: str) -> None:
+    """A coarse timestamp that would wrap around as µs (past the year 294,000) stops the run."""
+    try:
+        pc.cast(col, pa.timestamp("us", tz=col.type.tz), safe=True)
+    except pa.ArrowInvalid as e:
+        raise BadInputError(f"{where}: column {name!r} does not fit timestamp[us]: {_first_line(e)}") from e
 
 
 def read_stream(store: Store, sources: list[StreamSource]) -> pa.Table:

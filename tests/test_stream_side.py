@@ -337,6 +337,18 @@ def test_ns_window_on_a_minute_and_seconds_unit_are_valid(tmp_path: Path) -> Non
     assert result.summary["drift"]["by_status"] == {"match": 2}
 
 
+def test_stream_timestamp_beyond_microseconds_exits_2_instead_of_wrapping(tmp_path: Path) -> None:
+    good_lake(tmp_path)
+    write_stream_table(tmp_path / "stream", "far.parquet", {
+        "ad_id": pa.array([1], pa.int64()),
+        "window_start": pa.array([2**62], pa.int64()).cast(pa.timestamp("ms", tz="UTC")),  # wraps as µs
+        "clicks": pa.array([1], pa.int64())})
+    r = invoke(tmp_path)
+    assert r.exit_code == 2, r.output
+    assert f"{PART}/far.parquet: column 'window_start' does not fit timestamp[us]" in one_error_line(r.stderr)
+    assert published_nothing(tmp_path / "out")
+
+
 def test_stream_ledger_that_does_not_balance_is_refused() -> None:
     from billing.ledger import check_stream_balance
 
