@@ -55,13 +55,13 @@ def diff(con: duckdb.DuckDBPyConnection, cfg: ReconcileConfig, facts: duckdb.Duc
     try:
         sql.run(con, "batch_windows", shared_lo=[lo for lo, _ in shared], shared_hi=[hi for _, hi in shared])
         con.unregister("batch_facts")
-        sql.run(con, "stream_rows", day_start=start, day_end=end)
-        con.unregister("stream_source")
-        sql.run(con, "stream")
-        (counts,) = sql.fetch_dicts(con, "stream_counts")
+        sql.run(con, "stream_rows")
+        sql.run(con, "stream", day_start=start, day_end=end)
+        (counts,) = sql.fetch_dicts(con, "stream_counts", day_start=start, day_end=end)
         reasons = {r["reason"]: int(r["n"]) for r in sql.fetch_dicts(con, "stream_invalid_by_reason")}
         stream_quarantine = sql.table(con, "stream_quarantine_rows")
-        con.execute("DROP TABLE stream_rows")
+        con.execute("DROP VIEW stream_rows")
+        con.unregister("stream_source")
         sql.run(con, "drift", tolerance_abs=cfg.tolerance_abs, tolerance_rel=cfg.tolerance_rel)
         # Each key-sized table is dropped once the next is built: a day has millions of keys, and
         # holding all of them at once set the run's peak memory. So did sorting the drift while the

@@ -11,5 +11,5 @@ SELECT
   count(*)::BIGINT AS sink_rows,
   (sum(clicks) - max(clicks))::BIGINT AS extra_row_clicks
 FROM stream_rows
-WHERE in_day
+WHERE reason IS NULL AND window_start >= $day_start AND window_start < $day_end
 GROUP BY ad_id, window_start;

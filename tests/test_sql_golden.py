@@ -305,12 +305,12 @@ def test_stream_sql_rows_windows_counts_and_quarantine(con) -> None:
         "file_id": pa.array([r[5] for r in rows], pa.int32()),
         "row_no": pa.array([r[6] for r in rows], pa.int64()),
     }))
-    sql.run(con, "stream_rows", day_start=at(0), day_end=at(24))
-    sql.run(con, "stream")
+    sql.run(con, "stream_rows")
+    sql.run(con, "stream", day_start=at(0), day_end=at(24))
     got = sorted(con.execute("SELECT ad_id, window_start, clicks, spend_micros, sink_rows, extra_row_clicks "
                              "FROM stream_windows").fetchall())
     assert got == [(1, at(10), 5, None, 2, 2), (2, at(10), 5, 12, 2, 1)]
-    (counts,) = sql.fetch_dicts(con, "stream_counts")
+    (counts,) = sql.fetch_dicts(con, "stream_counts", day_start=at(0), day_end=at(24))
     assert counts == {"rows_read": 9, "rows_invalid": 4, "duplicate_keys": 2, "rows_out_of_day": 1, "clicks": 10,
                       "rows_in_day": 4}
     assert sql.fetch_dicts(con, "stream_invalid_by_reason") == [
