@@ -52,7 +52,7 @@ class Row:
 @dataclass
 class Truth:
     ledger: dict[str, Any]
-    stream: dict[str, int]
+    stream: dict[str, Any]
     totals: dict[tuple[int, int], tuple[int, int]]  # (ad, window_ms) -> (clicks, spend)
     drift: dict[tuple[int, int], dict[str, Any]]
     planted: dict[str, int] = field(default_factory=dict)
@@ -373,6 +373,8 @@ def _truth(raw: list[Row], date: dt.date, layout: str, d0: int, ad_ids: list[int
     in_day_stream = sum(c for c in stream.values() if c > 0)
     stream_counts = {
         "rows_read": len(sink_base) + len(extra_sink_rows) + len(out_of_day),
+        "rows_invalid": 0,
+        "invalid_by_reason": {},
         "duplicate_keys": len(extra_sink_rows),
         "rows_out_of_day": len(out_of_day),
         "clicks": in_day_stream,

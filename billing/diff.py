@@ -1,8 +1,9 @@
 """Diff stage: authoritative windows against the stream side's, with each flagged key's cause and money.
 
-``sql/batch_windows.sql`` puts the slices' windows together, ``sql/stream.sql`` sums the sink's
-rows per key, ``sql/drift.sql`` joins both sides, ``sql/attribute.sql`` explains each flagged key,
-``sql/drift_money.sql`` prices it; the day's drift leaves DuckDB in key order (``sql/drift_out.sql``),
+``sql/batch_windows.sql`` puts the slices' windows together, ``sql/stream_rows.sql`` judges every
+sink row (``sql/stream_validate.sql``), ``sql/stream.sql`` sums the valid rows of the day per key,
+``sql/drift.sql`` joins both sides, ``sql/attribute.sql`` explains each flagged key, ``sql/drift_money.sql``
+prices it; the day's drift leaves DuckDB in key order (``sql/drift_out.sql``),
 and totals.parquet is taken from it.
 """
 
@@ -17,6 +18,7 @@ import pyarrow.compute as pc
 
 from billing import schemas, sql
 from billing.config import ReconcileConfig
+from billing.ledger import STREAM_REASONS
 from billing.slices import ALL_TIME, Span
 from billing.totals import day_bounds
 
@@ -28,9 +30,14 @@ class DiffResult:
     totals: pa.Table
     drift: pa.Table
     """drift.parquet's columns."""
-    stream_counts: dict[str, int]
+    stream_counts: dict[str, Any]
+    """The ``stream`` block of summary.json."""
     summary: dict[str, Any]
     """The ``drift`` block of summary.json."""
+    stream_rows_in_day: int
+    """Valid stream rows of day D, counted from its windows (for the stream ledger's balance check)."""
+    stream_quarantine: pa.Table
+    """The invalid stream rows: file_id, row_no, reason, in (source_file, source_row) order."""
 
 
 def diff(con: duckdb.DuckDBPyConnection, cfg: ReconcileConfig, facts: duckdb.DuckDBPyRelation | pa.Table,
@@ -48,8 +55,12 @@ def diff(con: duckdb.DuckDBPyConnection, cfg: ReconcileConfig, facts: duckdb.Duc
     try:
         sql.run(con, "batch_windows", shared_lo=[lo for lo, _ in shared], shared_hi=[hi for _, hi in shared])
         con.unregister("batch_facts")
+        sql.run(con, "stream_rows")
         sql.run(con, "stream", day_start=start, day_end=end)
         (counts,) = sql.fetch_dicts(con, "stream_counts", day_start=start, day_end=end)
+        reasons = {r["reason"]: int(r["n"]) for r in sql.fetch_dicts(con, "stream_invalid_by_reason")}
+        stream_quarantine = sql.table(con, "stream_quarantine_rows")
+        con.execute("DROP VIEW stream_rows")
         con.unregister("stream_source")
         sql.run(con, "drift", tolerance_abs=cfg.tolerance_abs, tolerance_rel=cfg.tolerance_rel)
         # Each key-sized table is dropped once the next is built: a day has millions of keys, and
@@ -67,8 +78,16 @@ def diff(con: duckdb.DuckDBPyConnection, cfg: ReconcileConfig, facts: duckdb.Duc
     finally:
         for name in ("batch_facts", "stream_source"):
             con.unregister(name)  # a no-op when already let go of
-    return DiffResult(totals_of(priced, has_cost=has_cost), priced.select(list(DRIFT_COLUMNS)),
-                      {k: int(v) for k, v in counts.items()}, block)
+    stream_counts = {
+        "rows_read": int(counts["rows_read"]),
+        "rows_invalid": int(counts["rows_invalid"]),
+        "invalid_by_reason": {r: reasons[r] for r in STREAM_REASONS if r in reasons},
+        "duplicate_keys": int(counts["duplicate_keys"]),
+        "rows_out_of_day": int(counts["rows_out_of_day"]),
+        "clicks": int(counts["clicks"]),
+    }
+    return DiffResult(totals_of(priced, has_cost=has_cost), priced.select(list(DRIFT_COLUMNS)), stream_counts,
+                      block, int(counts["rows_in_day"]), stream_quarantine)
 
 
 def totals_of(drift: pa.Table, *, has_cost: bool) -> pa.Table:

@@ -9,7 +9,7 @@ import duckdb
 from billing import sql
 
 #: SQL files that define macros rather than tables.
-MACRO_FILES = ("validate", "money")
+MACRO_FILES = ("validate", "money", "stream_validate")
 
 
 #: DuckDB's share of a run's memory limit (``--memory-limit``): it spills to disk beyond it. The

@@ -78,3 +78,29 @@ class Ledger:
                             f"{totals_spend}")
         if problems:
             raise LedgerError("the ledger does not balance, nothing published: " + "; ".join(problems))
+
+
+#: Why a stream row is quarantined (sql/stream_validate.sql), in the order the rules are tried.
+STREAM_REASONS = (
+    "null_ad_id",
+    "null_window_start",
+    "null_clicks",
+    "negative_clicks",
+    "negative_spend",
+    "unaligned_window",
+)
+
+
+def check_stream_balance(stream: dict[str, Any], *, rows_in_day: int) -> None:
+    """Raise :class:`LedgerError` unless every stream row read is invalid, out of day or in a window of D
+    exactly once (``stream`` is summary.stream; ``rows_in_day`` is counted from the day's windows)."""
+    problems = []
+    read, invalid, out = stream["rows_read"], stream["rows_invalid"], stream["rows_out_of_day"]
+    if read != invalid + out + rows_in_day:
+        problems.append(f"stream rows_read {read} != rows_invalid {invalid} + rows_out_of_day {out} "
+                        f"+ rows in day {rows_in_day}")
+    by_reason = stream["invalid_by_reason"]
+    if sum(by_reason.values()) != invalid:
+        problems.append(f"stream invalid_by_reason sums to {sum(by_reason.values())}, rows_invalid is {invalid}")
+    if problems:
+        raise LedgerError("the stream ledger does not balance, nothing published: " + "; ".join(problems))

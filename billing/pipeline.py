@@ -21,10 +21,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 import billing
-from billing import engine, faults, read, report, schemas, slices, validate
+from billing import engine, faults, read, report, schemas, slices, stream_quarantine, validate
 from billing.config import ReconcileConfig
 from billing.diff import DiffResult, diff
 from billing.errors import BadInputError, UsageError
+from billing.ledger import check_stream_balance
 from billing.publish import Commit, Day, new_run_id, write_json, write_parquet
 from billing.storage import FileInfo, Store, contains, open_store
 
@@ -36,13 +37,15 @@ FACTS_SCHEMA = pa.schema([
 ])
 
 #: The data files; with the report and CSVs they make up a version (the manifest aside).
-CONTENT_FILES = ("totals.parquet", "drift.parquet", "quarantine.parquet", "conflicts.parquet", "summary.json")
+CONTENT_FILES = ("totals.parquet", "drift.parquet", "quarantine.parquet", "conflicts.parquet", "summary.json",
+                 "stream_quarantine.parquet")
 OUTPUT_FILES = (*CONTENT_FILES, "report.html", "drift_flagged.csv", "ads_daily.csv")
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 #: The order of each Parquet output's rows, declared in its metadata (``sorting_columns``).
 SORTED_BY = {"totals.parquet": ("ad_id", "window_start"), "drift.parquet": ("ad_id", "window_start"),
-             "quarantine.parquet": ("source_file", "source_row"), "conflicts.parquet": ("click_id",)}
+             "quarantine.parquet": ("source_file", "source_row"), "conflicts.parquet": ("click_id",),
+             "stream_quarantine.parquet": ("source_file", "source_row")}
 
 
 @dataclass
@@ -60,6 +63,13 @@ class Inputs:
     sources: list[read.SourceFile]
     stream_files: list[FileInfo]
     rows_beyond_horizon: int
+    stream_sources: list[read.StreamSource] | None = None
+
+    def stream_side(self) -> list[read.StreamSource]:
+        """The stream files, opened (checked) and their structure checked once; sorted by path."""
+        if self.stream_sources is None:
+            self.stream_sources = read.inspect_stream(self.stream, self.stream_files)
+        return self.stream_sources
 
     @property
     def total_rows(self) -> int:
@@ -84,7 +94,9 @@ def open_inputs(cfg: ReconcileConfig) -> tuple[Inputs, list[read.PartitionFile]]
     if not stream_files and not cfg.stream_optional:
         raise BadInputError(f"no stream partition dt={cfg.date} under {stream.uri} "
                             f"(use --stream-optional to reconcile against nothing)")
-    return Inputs(raw, stream, out, sources, stream_files, read.rows_beyond_horizon(raw, sources)), files
+    inputs = Inputs(raw, stream, out, sources, stream_files, read.rows_beyond_horizon(raw, sources))
+    inputs.stream_side()  # an unreadable stream file stops the run before the day is deduplicated
+    return inputs, files
 
 
 def check_disjoint(raw: Store, stream: Store, out: Store) -> None:
@@ -226,11 +238,11 @@ def finish(cfg: ReconcileConfig, inputs: Inputs, day: Day, merged: slices.SliceP
         raise BadInputError(f"{cfg.date}: billable spend sums to {spend} micros, more than int64 holds "
                             f"(cost_micros too large?)")
     has_cost = any("cost_micros" in s.columns for s in inputs.sources)
-    stream_has_spend = any(_has_column(inputs.stream, f, "spend_micros") for f in inputs.stream_files)
+    stream_has_spend = any(s.has_spend for s in inputs.stream_side())
     con = engine.connect(memory_limit=cfg.memory_limit, threads=cfg.threads, temp_dir=str(work))
     try:
         # The stream table is not bound to a name here: diff() lets go of it once DuckDB has loaded it.
-        result = diff(con, cfg, _window_facts(con, merged), read.read_stream(inputs.stream, inputs.stream_files),
+        result = diff(con, cfg, _window_facts(con, merged), read.read_stream(inputs.stream, inputs.stream_side()),
                       has_cost=has_cost, stream_has_spend=stream_has_spend,
                       shared=slices.day_shared_windows(merged))
     finally:
@@ -334,13 +346,6 @@ def merge_plan(uri: str, *, s3_endpoint: str | None = None) -> RunResult:
             FACTS_SCHEMA), run_id, started, Path(tmp))
 
 
-def _has_column(store: Store, f: FileInfo, name: str) -> bool:
-    import pyarrow.parquet as pq
-
-    with store.open_input(f.path) as fh:
-        return name in pq.ParquetFile(fh).schema_arrow.names
-
-
 def verdict(drift: dict[str, Any]) -> tuple[str, int]:
     if drift["flagged"]:
         return "drift_flagged", 3
@@ -360,6 +365,8 @@ def build_outputs(cfg: ReconcileConfig, inputs: Inputs, merged: slices.SlicePart
     schemas.check_output(schemas.Totals, totals, "totals.parquet")
     schemas.check_output(schemas.Drift, drift, "drift.parquet")
     schemas.check_output(schemas.Conflict, conflicts, "conflicts.parquet")
+    stream_q = stream_quarantine.assemble(inputs.stream, inputs.stream_side(), result.stream_quarantine)
+    schemas.check_output(schemas.StreamQuarantine, stream_q, "stream_quarantine.parquet")
 
     ledger = merged.ledger
     ledger.billable_spend_micros = ledger.billable_spend_micros if any(
@@ -367,6 +374,7 @@ def build_outputs(cfg: ReconcileConfig, inputs: Inputs, merged: slices.SlicePart
     totals_clicks = pc.sum(totals.column("clicks")).as_py() or 0
     totals_spend = pc.sum(totals.column("spend_micros")).as_py()
     ledger.check_balance(totals_clicks=totals_clicks, totals_spend=totals_spend)
+    check_stream_balance(result.stream_counts, rows_in_day=result.stream_rows_in_day)
 
     drift_block = result.summary
     status, code = verdict(drift_block)
@@ -389,12 +397,14 @@ def build_outputs(cfg: ReconcileConfig, inputs: Inputs, merged: slices.SlicePart
         "quarantine.parquet": folder / "quarantine.parquet",
         "conflicts.parquet": folder / "conflicts.parquet",
         "summary.json": folder / "summary.json",
+        "stream_quarantine.parquet": folder / "stream_quarantine.parquet",
     }
     # The two day-sized files are encoded in threads (Arrow releases the GIL) while the report renders.
     with ThreadPoolExecutor(max_workers=2) as pool:
         writes = [pool.submit(write_parquet, table, staged[name], SORTED_BY[name])
                   for name, table in (("totals.parquet", totals), ("drift.parquet", drift))]
-        for name, table in (("quarantine.parquet", quarantine), ("conflicts.parquet", conflicts)):
+        for name, table in (("quarantine.parquet", quarantine), ("conflicts.parquet", conflicts),
+                            ("stream_quarantine.parquet", stream_q)):
             write_parquet(table, staged[name], SORTED_BY[name])
         write_json(summary, staged["summary.json"])
         staged.update(report.render_all(folder, summary=summary, drift=drift, totals=totals,

@@ -341,25 +341,86 @@ def read_full_rows(store: Store, src: SourceFile, rows: list[int]) -> pa.Table:
     return table.take(pa.array(rows, pa.int64()))
 
 
-def read_stream(store: Store, files: list[FileInfo]) -> pa.Table:
-    """All stream-side rows, normalised to :class:`StreamWindow`'s types."""
-    tables = []
-    for f in files:
-        where = store.url(f.path)
+@dataclass(frozen=True)
+class StreamSource:
+    """One stream file after its footer was read and its structure checked."""
+
+    file_id: int
+    """Index in the path-sorted list of the day's stream files (so comparing ids compares paths)."""
+    info: FileInfo
+    columns: list[str]
+
+    @property
+    def path(self) -> str:
+        return self.info.path
+
+    @property
+    def has_spend(self) -> bool:
+        return "spend_micros" in self.columns
+
+
+def inspect_stream(store: Store, files: list[FileInfo]) -> list[StreamSource]:
+    """Open every stream file (checked: one line naming the file when it is not readable Parquet) and
+    check its structure; sorted by path."""
+    out = []
+    for i, f in enumerate(sorted(files, key=lambda f: f.path)):
         with _open_parquet(store, f.path) as pfile:
-            plans = check_structure(StreamWindow, pfile.schema_arrow, where)
-            try:
-                table = pfile.read(columns=[p.name for p in plans if p.source is not None])
-            except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as e:
-                raise _read_error(store, f.path, e, "corrupt Parquet data") from e
-        cols = {}
-        for p in plans:
-            cols[p.name] = (pa.nulls(table.num_rows, p.target) if p.source is None
-                            else _normalise_column(table.column(p.name), p, where))
-        tables.append(pa.table(cols))
-    if not tables:
-        return pa.schema([(p, t) for p, t in STREAM_TYPES]).empty_table()
-    return pa.concat_tables(tables)
+            check_structure(StreamWindow, pfile.schema_arrow, store.url(f.path))
+            out.append(StreamSource(i, f, list(pfile.schema_arrow.names)))
+    return out
 
 
-STREAM_TYPES = [("ad_id", pa.int64()), ("window_start", TS), ("clicks", pa.int64()), ("spend_micros", pa.int64())]
+#: Columns of the normalised stream rows handed to DuckDB, in order. ``window_ns`` is the part of
+#: window_start below the microsecond (non-zero only for ns sources), which the normalised
+#: ``timestamp[us]`` cannot hold but alignment is judged on (sql/stream_validate.sql).
+STREAM_SCHEMA = pa.schema([
+    ("ad_id", pa.int64()), ("window_start", TS), ("clicks", pa.int64()), ("spend_micros", pa.int64()),
+    ("window_ns", pa.int64()), ("file_id", pa.int32()), ("row_no", pa.int64()),
+])
+
+
+def _below_us(arr: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """Per value, its nanoseconds below the microsecond (0 unless the unit is ns; null stays null)."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    raw = arr.view(pa.int64())
+    if arr.type.unit != "ns":
+        return pc.multiply(raw, 0)
+    return pc.subtract(raw, pc.multiply(pc.divide(raw, 1000), 1000))  # truncating: sign kept, 0 iff aligned
+
+
+def stream_rows(store: Store, src: StreamSource, *, every_column: bool = False) -> tuple[pa.Table, pa.Table]:
+    """One stream file: its rows normalised to :data:`STREAM_SCHEMA`, and the columns read as written
+    (the stream columns, or with ``every_column`` every column of the file)."""
+    where = store.url(src.path)
+    with _open_parquet(store, src.path) as pfile:
+        plans = check_structure(StreamWindow, pfile.schema_arrow, where)  # checked again: it is read now
+        try:
+            table = pfile.read(columns=None if every_column else [p.name for p in plans if p.source is not None])
+        except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as e:
+            raise _read_error(store, src.path, e, "corrupt Parquet data") from e
+    n = table.num_rows
+    cols = {}
+    for p in plans:
+        if p.source is not None and pa.types.is_timestamp(p.source) and p.source.unit in ("s", "ms"):
+            _check_fits_us(table.column(p.name), p.name, where)
+        cols[p.name] = (pa.nulls(n, p.target) if p.source is None
+                        else _normalise_column(table.column(p.name), p, where))
+    cols["window_ns"] = _below_us(table.column("window_start"))
+    cols["file_id"] = pa.array(np.full(n, src.file_id, dtype=np.int32))
+    cols["row_no"] = pa.array(np.arange(n, dtype=np.int64))
+    return pa.table(cols, schema=STREAM_SCHEMA), table
+
+
+def _check_fits_us(col: pa.ChunkedArray, name: str, where: str) -> None:
+    """A coarse timestamp that would wrap around as µs (past the year 294,000) stops the run."""
+    try:
+        pc.cast(col, pa.timestamp("us", tz=col.type.tz), safe=True)
+    except pa.ArrowInvalid as e:
+        raise BadInputError(f"{where}: column {name!r} does not fit timestamp[us]: {_first_line(e)}") from e
+
+
+def read_stream(store: Store, sources: list[StreamSource]) -> pa.Table:
+    """All stream-side rows, normalised to :data:`STREAM_SCHEMA`; values are judged in DuckDB."""
+    tables = [stream_rows(store, src)[0] for src in sources]
+    return pa.concat_tables(tables) if tables else STREAM_SCHEMA.empty_table()

@@ -21,6 +21,7 @@ import pyarrow as pa
 from pandera.errors import SchemaError, SchemaErrors
 
 from billing.errors import BadInputError, OutputContractError
+from billing.ledger import STREAM_REASONS
 
 TS = pa.timestamp("us", tz="UTC")
 
@@ -36,11 +37,11 @@ class RawClick(pa_.DataFrameModel):
 
 
 class StreamWindow(pa_.DataFrameModel):
-    """One row of the stream job's sink for day D."""
+    """One row of the stream job's sink for day D (values are judged by ``sql/stream_validate.sql``)."""
 
-    ad_id: pa.int64() = pa_.Field(nullable=False)
-    window_start: TS = pa_.Field(nullable=False)
-    clicks: pa.int64() = pa_.Field(nullable=False)
+    ad_id: pa.int64() = pa_.Field(nullable=True)
+    window_start: TS = pa_.Field(nullable=True)
+    clicks: pa.int64() = pa_.Field(nullable=True)
     spend_micros: pa.int64() = pa_.Field(nullable=True, required=False)
 
 
@@ -98,6 +99,21 @@ class Conflict(pa_.DataFrameModel):
 
     class Config:
         strict = True
+        ordered = True
+
+
+class StreamQuarantine(pa_.DataFrameModel):
+    """stream_quarantine.parquet's leading columns; the stream files' other columns follow."""
+
+    ad_id: pa.int64() = pa_.Field(nullable=True)
+    window_start: TS = pa_.Field(nullable=True)
+    clicks: pa.int64() = pa_.Field(nullable=True)
+    spend_micros: pa.int64() = pa_.Field(nullable=True)
+    reason: pa.string() = pa_.Field(nullable=False, isin=list(STREAM_REASONS))
+    source_file: pa.string() = pa_.Field(nullable=False)
+    source_row: pa.int64() = pa_.Field(nullable=False, ge=0)
+
+    class Config:
         ordered = True
 
 

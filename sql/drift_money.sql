@@ -1,5 +1,7 @@
 -- Money at risk per drift key, in integer micros:
---   the stream's own spend minus the batch's, when the stream side carries spend_micros;
+--   the stream's own spend minus the batch's, when the stream side carries spend_micros and every
+--   stream row of the key has a spend (else sql/stream.sql leaves the key's spend NULL and it is priced
+--   as below, as if the stream had no spend); a key with no stream row: minus the batch's spend;
 --   else delta x the window's average billed cost, rounded half to even;
 --   for a window with no batch clicks, delta x the ad's average billed cost that day;
 --   NULL when no price is known.

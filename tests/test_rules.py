@@ -267,7 +267,8 @@ def test_stream_rows_out_of_day_ignored_and_sink_duplicates_summed(tmp_path: Pat
     write_stream(tmp_path / "stream", [(1, at(10), 1), (1, at(-1), 5), (1, at(24), 2)], name="a.parquet")
     write_stream(tmp_path / "stream", [(1, at(10), 1)], name="b.parquet")
     result, vdir = run(tmp_path)
-    assert result.summary["stream"] == {"rows_read": 4, "duplicate_keys": 1, "rows_out_of_day": 2, "clicks": 2}
+    assert result.summary["stream"] == {"rows_read": 4, "rows_invalid": 0, "invalid_by_reason": {},
+                                        "duplicate_keys": 1, "rows_out_of_day": 2, "clicks": 2}
     row = drift(vdir)[(1, at(10))]
     assert (row["stream_clicks"], row["delta"], row["status"]) == (2, 1, "stream_over")
 

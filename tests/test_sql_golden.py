@@ -302,6 +302,69 @@ def test_drift_money_sql_uses_stream_spend_when_present(con) -> None:
     assert got == {0: 150, 1: -200, 3: 99}
 
 
+def stream_reason(con, ad_id, window_start, clicks, spend, window_ns=0):
+    return con.execute(
+        "SELECT stream_invalid_reason($a::BIGINT, $w::TIMESTAMPTZ, $c::BIGINT, $s::BIGINT, $n::BIGINT)",
+        {"a": ad_id, "w": window_start, "c": clicks, "s": spend, "n": window_ns}).fetchone()[0]
+
+
+def test_stream_validate_sql_rules_in_order(con) -> None:
+    t = at(10, 5)
+    assert stream_reason(con, 1, t, 3, 5) is None
+    assert stream_reason(con, 1, t, 0, None) is None  # zero clicks and no spend are valid
+    assert stream_reason(con, None, None, None, -1, 1) == "null_ad_id"
+    assert stream_reason(con, 1, None, None, -1, 1) == "null_window_start"
+    assert stream_reason(con, 1, t, None, -1, 1) == "null_clicks"
+    assert stream_reason(con, 1, t, -1, -1, 1) == "negative_clicks"
+    assert stream_reason(con, 1, t, 1, -1, 1) == "negative_spend"
+    assert stream_reason(con, 1, t, 1, 0, 1) == "unaligned_window"  # 1 ns past the minute
+    assert stream_reason(con, 1, t, 1, 0, -1) == "unaligned_window"  # 1 ns before it (before 1970)
+    assert stream_reason(con, 1, t + dt.timedelta(microseconds=1), 1, 0) == "unaligned_window"
+    assert stream_reason(con, 1, t + dt.timedelta(seconds=59), 1, 0) == "unaligned_window"
+    assert stream_reason(con, 1, dt.datetime(1969, 12, 31, 23, 59, tzinfo=dt.UTC), 1, 0) is None
+    assert stream_reason(con, 1, dt.datetime(1969, 12, 31, 23, 59, 30, tzinfo=dt.UTC), 1, 0) == "unaligned_window"
+
+
+def test_stream_sql_rows_windows_counts_and_quarantine(con) -> None:
+    ts = pa.timestamp("us", tz="UTC")
+    rows = [  # ad, window, clicks, spend, window_ns, file_id, row_no
+        (1, at(10), 2, 20, 0, 0, 0),
+        (1, at(10), 3, None, 0, 1, 0),  # same key, no spend: the key's spend is unknown
+        (2, at(10), 1, 5, 0, 0, 1),
+        (2, at(10), 4, 7, 0, 0, 2),  # same key, every row with spend: 12
+        (None, at(10), 1, 1, 0, 1, 3),  # null_ad_id
+        (3, at(10, 0, 30), 1, 1, 0, 1, 1),  # unaligned_window
+        (3, at(10), 1, 1, 500, 0, 3),  # unaligned_window (below the microsecond)
+        (3, at(24), 9, 1, 0, 0, 4),  # valid, out of day
+        (3, at(-1), -1, 1, 0, 0, 5),  # negative_clicks (invalid before out of day)
+    ]
+    con.register("stream_source", pa.table({
+        "ad_id": pa.array([r[0] for r in rows], pa.int64()),
+        "window_start": pa.array([r[1] for r in rows], ts),
+        "clicks": pa.array([r[2] for r in rows], pa.int64()),
+        "spend_micros": pa.array([r[3] for r in rows], pa.int64()),
+        "window_ns": pa.array([r[4] for r in rows], pa.int64()),
+        "file_id": pa.array([r[5] for r in rows], pa.int32()),
+        "row_no": pa.array([r[6] for r in rows], pa.int64()),
+    }))
+    sql.run(con, "stream_rows")
+    sql.run(con, "stream", day_start=at(0), day_end=at(24))
+    got = sorted(con.execute("SELECT ad_id, window_start, clicks, spend_micros, sink_rows, extra_row_clicks "
+                             "FROM stream_windows").fetchall())
+    assert got == [(1, at(10), 5, None, 2, 2), (2, at(10), 5, 12, 2, 1)]
+    (counts,) = sql.fetch_dicts(con, "stream_counts", day_start=at(0), day_end=at(24))
+    assert counts == {"rows_read": 9, "rows_invalid": 4, "duplicate_keys": 2, "rows_out_of_day": 1, "clicks": 10,
+                      "rows_in_day": 4}
+    assert sql.fetch_dicts(con, "stream_invalid_by_reason") == [
+        {"reason": "negative_clicks", "n": 1}, {"reason": "null_ad_id", "n": 1}, {"reason": "unaligned_window", "n": 2}]
+    assert sql.table(con, "stream_quarantine_rows").to_pylist() == [
+        {"file_id": 0, "row_no": 3, "reason": "unaligned_window"},
+        {"file_id": 0, "row_no": 5, "reason": "negative_clicks"},
+        {"file_id": 1, "row_no": 1, "reason": "unaligned_window"},
+        {"file_id": 1, "row_no": 3, "reason": "null_ad_id"},
+    ]
+
+
 def _sql_call_graph(names: set[str]) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
     """Over billing/*.py: per sql/ file the functions whose code names it (a name at module level:
     every function of that module, e.g. engine.connect loading the macro files), and per function
