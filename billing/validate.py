@@ -7,7 +7,12 @@ pipeline; the quarantine output re-reads the full rows, every column included.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import re
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -48,8 +53,9 @@ def land_clicks(con: duckdb.DuckDBPyConnection, store: Store, sources: list[Sour
                 land_native(con, store, sources, rng, cfg)
             else:
                 land_native(con, store, sources, rng, cfg, part="core")
-                sql.run(con, "read_stragglers", text=sql.render("read_stragglers", range=_range_choice(rng)),
-                        stragglers=str(stragglers), lo=rng.lo, hi=rng.hi)
+                with literal_files([str(stragglers)]) as (path,):
+                    sql.run(con, "read_stragglers", text=sql.render("read_stragglers", range=_range_choice(rng)),
+                            stragglers=path, lo=rng.lo, hi=rng.hi)
             return
         except duckdb.Error as e:
             log.warning("DuckDB's Parquet reader failed (%s); reading through Arrow instead",
@@ -103,12 +109,43 @@ def land_native(con: duckdb.DuckDBPyConnection, store: LocalStore, sources: list
     # let DuckDB skip row groups by their statistics (implied by the filter, so they drop no row).
     first_ms = (max(rng.lo or 1, 1) >> 22) + cfg.snowflake_epoch_ms
     last_ms = (((rng.hi - 1) if rng.hi is not None else MAX_CLICK_ID) >> 22) + cfg.snowflake_epoch_ms
-    params = {"files": [store.url(s.path) for s in chosen], "file_ids": [s.file_id for s in chosen],
+    params = {"file_ids": [s.file_id for s in chosen],
               "epoch_ms": cfg.snowflake_epoch_ms, "max_skew_us": _skew_us(cfg), "lo": rng.lo, "hi": rng.hi,
               "cutoff_files": cut, "cutoff": cutoff, "lead_us": STRAGGLER_LEAD_US,
               "arrival_lo_us": first_ms * 1000 - STRAGGLER_LEAD_US,
               "arrival_hi_us": last_ms * 1000 + STRAGGLER_LEAD_US}
-    sql.run(con, "read_native", text=text, **params)
+    with literal_files([store.url(s.path) for s in chosen]) as files:
+        sql.run(con, "read_native", text=text, files=files, **params)
+
+
+#: Characters DuckDB's file readers treat as glob syntax or as a path separator in a name they are given.
+_NOT_LITERAL = re.compile(r"[*?\[\]{}\\]")
+
+
+def literal_path(path: str) -> bool:
+    """Whether DuckDB reads ``path`` as the one file it names (no glob character, no backslash)."""
+    return _NOT_LITERAL.search(path) is None
+
+
+@contextlib.contextmanager
+def literal_files(paths: list[str]) -> Iterator[list[str]]:
+    """Names under which DuckDB reads exactly ``paths``, whatever characters they hold.
+
+    DuckDB expands glob syntax in every file name it is given (``p[1].parquet`` reads ``p1.parquet``,
+    ``q*.parquet`` every ``q…``; a backslash is a separator to it), and has no escape that covers them
+    all. So it is handed symbolic links ``f<i>.parquet`` to the real files, in a private folder removed
+    afterwards (the statement has read them by then). Position ``i`` in the list is all DuckDB reports
+    (``file_index``); paths, and with them tie-breaks, stay the real ones.
+    """
+    with tempfile.TemporaryDirectory(prefix="billing-files-") as folder:
+        if not literal_path(folder):
+            raise duckdb.IOException(f"temporary folder {folder!r} holds glob characters")  # → the Arrow path
+        links = []
+        for i, target in enumerate(paths):
+            link = os.path.join(folder, f"f{i}.parquet")
+            os.symlink(target, link)
+            links.append(link)
+        yield links
 
 
 def stragglers_apply(store: Store, sources: list[SourceFile]) -> bool:
