@@ -26,7 +26,7 @@ from billing.storage import FileInfo, Store
 
 log = logging.getLogger(__name__)
 
-_HOUR_DIR = re.compile(r"^hour=(\d{1,2})$")
+_HOUR_DIR = re.compile(r"hour=([0-9]{1,2})")
 
 #: Columns of the normalised click stream handed to DuckDB, in order.
 CLICK_COLUMNS = ("click_id", "ad_id", "event_time", "ingest_time", "cost_micros", "file_id", "row_no")
@@ -70,23 +70,50 @@ class PartitionFile:
     """Set for ``dt=D+1`` files of a ``dt=``-only layout: rows count when ingest_time < cutoff."""
 
 
+def _hour_of(folder: str) -> int | None:
+    """The hour of an ``hour=H`` / ``hour=HH`` partition folder (0..23), else None."""
+    m = _HOUR_DIR.fullmatch(folder)
+    return int(m.group(1)) if m is not None and int(m.group(1)) < 24 else None
+
+
+def _partition(store: Store, dt_dir: str) -> tuple[list[tuple[int, FileInfo]], list[FileInfo]]:
+    """The data files of one ``dt=`` folder: ``(hour, file)`` of its ``hour=`` folders, and its loose files.
+
+    Anything else in it is unusable input, named: a folder that is not ``hour=0..23`` (``hour=24``,
+    ``hour=xx``, ``dt=…``, any other name), or loose files beside ``hour=`` folders (which layout is
+    it?). Names starting with ``_`` or ``.`` are not data and are skipped. Decided on file paths,
+    so a local lake and the same lake on S3 give the same answer.
+    """
+    hourly: list[tuple[int, FileInfo]] = []
+    loose: list[FileInfo] = []
+    for f in _data_files(store.list_files(dt_dir)):
+        rest = f.path[len(dt_dir) + 1:]
+        if "/" not in rest:
+            loose.append(f)
+            continue
+        folder = rest.split("/", 1)[0]
+        hour = _hour_of(folder)
+        if hour is None:
+            raise BadInputError(f"{store.url(f'{dt_dir}/{folder}')}: not a partition folder "
+                                f"(expected hour=0..23 inside {dt_dir})")
+        hourly.append((hour, f))
+    if hourly and loose:
+        raise BadInputError(f"{store.url(loose[0].path)}: a file directly in {dt_dir} beside its hour= folders "
+                            f"(one layout per day: dt=D/hour=HH/*.parquet or dt=D/*.parquet)")
+    return hourly, loose
+
+
 def discover_raw(store: Store, horizon: Horizon) -> list[PartitionFile]:
     """The raw files of the horizon, sorted by path. Nothing outside it is listed as input."""
     chosen: list[PartitionFile] = []
     day_dir = f"dt={horizon.date.isoformat()}"
     next_dir = f"dt={horizon.next_day.isoformat()}"
-    for f in _data_files(store.list_files(day_dir)):
-        chosen.append(PartitionFile(f))
-    hour_dirs = [d for d in store.list_dirs(next_dir) if _HOUR_DIR.match(d)]
-    if hour_dirs:
-        for d in hour_dirs:
-            hour = int(_HOUR_DIR.match(d).group(1))  # type: ignore[union-attr]
-            if horizon.reads_hour_of_next_day(hour):
-                chosen.extend(PartitionFile(f) for f in _data_files(store.list_files(f"{next_dir}/{d}")))
-    else:
-        for f in _data_files(store.list_files(next_dir)):
-            if "/" not in f.path[len(next_dir) + 1:]:
-                chosen.append(PartitionFile(f, ingest_cutoff=horizon.end))
+    hourly, loose = _partition(store, day_dir)
+    chosen.extend(PartitionFile(f) for _, f in hourly)
+    chosen.extend(PartitionFile(f) for f in loose)
+    hourly, loose = _partition(store, next_dir)
+    chosen.extend(PartitionFile(f) for hour, f in hourly if horizon.reads_hour_of_next_day(hour))
+    chosen.extend(PartitionFile(f, ingest_cutoff=horizon.end) for f in loose)
     return sorted(chosen, key=lambda p: p.info.path)
 
 

@@ -1,0 +1,233 @@
+"""Inputs we did not make, on every read path: DuckDB's own reader, the Arrow reader, slices, stragglers set
+aside, worker processes, plan/run-slice/merge, and S3 (moto's server). Expected values are reckoned here in
+plain Python from the rows each test writes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from billing import slices, validate
+from billing.cli import cli
+from billing.pipeline import CONTENT_FILES, reconcile
+from tests.lake import D, at, click, config, minute, write_raw, write_stream
+
+LOCAL_PATHS = ("native", "arrow", "slices", "stragglers", "workers", "fanout")
+
+
+def _hashes(vdir: Path) -> dict[str, str]:
+    return {name: hashlib.sha256((vdir / name).read_bytes()).hexdigest() for name in CONTENT_FILES}
+
+
+def run_path(tmp: Path, how: str, monkeypatch: pytest.MonkeyPatch, raw: str | None = None,
+             **kw: Any) -> tuple[dict[str, Any], Path]:
+    """Reconcile the lake under ``tmp`` one way; return its summary and version folder (local OUT)."""
+    out = tmp / f"out-{how}"
+    cfg = config(tmp, out=str(out), **({"raw": raw} if raw else {}), **kw)
+    with monkeypatch.context() as m:
+        if how == "arrow":
+            m.setattr(validate, "native_readable", lambda sources: False)
+        if how in ("slices", "stragglers", "workers"):
+            cfg = config(tmp, out=str(out), slices=3, workers=2 if how == "workers" else 1,
+                         **({"raw": raw} if raw else {}), **kw)
+            m.setattr(slices, "STRAGGLERS_FROM_AMPLIFICATION", 0.0 if how == "stragglers" else float("inf"))
+        if how == "fanout":
+            args = ["--date", str(D), "--raw", cfg.raw, "--stream", cfg.stream, "--out", str(out),
+                    "--lateness", f"{int(cfg.lateness.total_seconds())}s"]
+            runner = CliRunner()
+            plan = runner.invoke(cli, ["-q", "plan", *args, "--slices", "2"])
+            assert plan.exit_code == 0, plan.output
+            uri = plan.stdout.strip()
+            for k in (1, 0):
+                r = runner.invoke(cli, ["-q", "run-slice", "--plan", uri, "--slice", str(k)])
+                assert r.exit_code == 0, r.output
+            r = runner.invoke(cli, ["-q", "merge", "--plan", uri, "--json"])
+            assert r.exit_code in (0, 3), r.output
+            vdir = out / f"dt={D}" / "v=1"
+            return json.loads((vdir / "summary.json").read_text()), vdir
+        result = reconcile(cfg)
+    return result.summary, Path(result.commit.url)
+
+
+def every_local_path(tmp: Path, monkeypatch: pytest.MonkeyPatch, **kw: Any) -> tuple[dict[str, Any], Path]:
+    """Run every local read path; assert they agree byte for byte; return the first's summary and folder."""
+    runs = {how: run_path(tmp, how, monkeypatch, **kw) for how in LOCAL_PATHS}
+    first_summary, first_dir = runs["native"]
+    for how, (summary, vdir) in runs.items():
+        assert summary == first_summary, how
+        assert _hashes(vdir) == _hashes(first_dir), how
+    return first_summary, first_dir
+
+
+def totals_of(vdir: Path) -> list[tuple[int, dt.datetime, int]]:
+    return [(r["ad_id"], r["window_start"], r["clicks"]) for r in pq.read_table(vdir / "totals.parquet").to_pylist()]
+
+
+# --- case 1: file names are names, not glob patterns ----------------------------------------------
+
+ODD_NAMES = ["p1", "p[1]", "q*", "qa", "r?", "rb", "s{1,2}", "s1", "t]x", "u,v", "w x", "ü€", "y[!a]", "ya",
+             "z\\x", "**"]
+
+
+def odd_names_lake(tmp: Path) -> dict[int, int]:
+    """One click per file, each file named oddly or as what an odd name would match; returns {ad: clicks}."""
+    raw = tmp / "raw"
+    want: dict[int, int] = {}
+    for i, name in enumerate(ODD_NAMES):
+        write_raw(raw, f"dt=2026-11-26/hour=10/{name}.parquet", [click(at(10, i), ad=100 + i, seq=i)])
+        want[100 + i] = 1
+    # the same folder names, odd, as a real partition folder's files (hour=7 spelled with one digit)
+    write_raw(raw, "dt=2026-11-26/hour=7/[x].parquet", [click(at(7, 1), ad=200, seq=1)])
+    write_raw(raw, "dt=2026-11-26/hour=7/x.parquet", [click(at(7, 2), ad=201, seq=2)])
+    want.update({200: 1, 201: 1})
+    write_stream(tmp / "stream", [])
+    return want
+
+
+def test_odd_file_names_are_read_literally_on_every_local_path(tmp_path: Path, monkeypatch) -> None:
+    want = odd_names_lake(tmp_path)
+    summary, vdir = every_local_path(tmp_path, monkeypatch)
+    ledger = summary["ledger"]
+    assert (ledger["rows_read"], ledger["duplicates_removed"], ledger["billable_clicks"]) == (
+        len(want), 0, len(want))
+    got: dict[int, int] = {}
+    for ad, _, n in totals_of(vdir):
+        got[ad] = got.get(ad, 0) + n
+    assert got == want
+
+
+def test_tie_break_between_odd_names_uses_the_real_paths(tmp_path: Path, monkeypatch) -> None:
+    """Two copies of one click, same ingest_time: the winner is the file whose real path sorts first."""
+    raw = tmp_path / "raw"
+    t = at(10, 5)
+    write_raw(raw, "dt=2026-11-26/hour=10/a[1].parquet", [click(t, ad=7, seq=3)])
+    write_raw(raw, "dt=2026-11-26/hour=10/a1.parquet", [click(t, ad=8, seq=3)])
+    write_stream(tmp_path / "stream", [])
+    first = min(["dt=2026-11-26/hour=10/a[1].parquet", "dt=2026-11-26/hour=10/a1.parquet"])
+    summary, vdir = every_local_path(tmp_path, monkeypatch)
+    assert summary["ledger"]["billable_clicks"] == 1 and summary["ledger"]["duplicates_removed"] == 1
+    (conflict,) = pq.read_table(vdir / "conflicts.parquet").to_pylist()
+    assert conflict["winner_source_file"] == first
+    assert totals_of(vdir) == [(8 if first.endswith("a1.parquet") else 7, minute(t), 1)]
+
+
+@pytest.mark.integration
+def test_odd_file_names_local_and_s3_give_the_same_bytes(s3, tmp_path: Path, monkeypatch) -> None:
+    odd_names_lake(tmp_path)
+    raw = s3.upload_tree(tmp_path / "raw", "clicks")
+    local_summary, local_dir = run_path(tmp_path, "native", monkeypatch)
+    s3_summary, s3_dir = run_path(tmp_path, "s3", monkeypatch, raw=raw)
+    assert s3_summary == local_summary
+    assert _hashes(s3_dir) == _hashes(local_dir)
+
+
+def test_glob_characters_in_the_temporary_folder(tmp_path: Path, monkeypatch) -> None:
+    """Our own files (links, stragglers, slices' facts) live in the temporary folder: its name may be odd too."""
+    import tempfile
+
+    odd_names_lake(tmp_path)
+    tmp_dir = tmp_path / "tmp[1]*"
+    tmp_dir.mkdir()
+    (tmp_path / "tmp1x").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_dir))
+    summary, _ = run_path(tmp_path, "stragglers", monkeypatch)
+    assert summary["ledger"]["rows_read"] == len(ODD_NAMES) + 2
+    assert summary["ledger"]["billable_clicks"] == len(ODD_NAMES) + 2
+    assert os.listdir(tmp_dir) == []
+
+
+# --- case 10: partition folders ---------------------------------------------------------------------
+
+def _reconcile_cli(tmp: Path, raw: str | None = None) -> Any:
+    out = tmp / "out"
+    return CliRunner().invoke(cli, ["-q", "reconcile", "--date", str(D), "--raw", raw or str(tmp / "raw"),
+                                    "--stream", str(tmp / "stream"), "--out", str(out)])
+
+
+def _assert_exit_2_naming(r: Any, name: str, tmp: Path) -> None:
+    assert r.exit_code == 2, r.output
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and name in lines[0], r.stderr
+    assert not (tmp / "out" / f"dt={D}" / "_current.json").exists()
+
+
+@pytest.mark.parametrize("day", ["2026-11-26", "2026-11-27"])
+@pytest.mark.parametrize("folder", ["hour=24", "hour=xx", "hour=007", "hour=-1", "hour=\u0661", "dt=2026-13-01",
+                                    "misc"])
+def test_a_folder_that_is_not_a_partition_stops_the_run(tmp_path: Path, day: str, folder: str) -> None:
+    raw = tmp_path / "raw"
+    write_raw(raw, "dt=2026-11-26/hour=10/a.parquet", [click(at(10), seq=1)])
+    write_raw(raw, "dt=2026-11-27/hour=00/a.parquet", [click(at(23, 59), seq=2, ingest=at(24, 30))])
+    write_raw(raw, f"dt={day}/{folder}/b.parquet", [click(at(11), seq=3)])
+    write_stream(tmp_path / "stream", [])
+    _assert_exit_2_naming(_reconcile_cli(tmp_path), f"dt={day}/{folder}", tmp_path)
+
+
+@pytest.mark.parametrize("day", ["2026-11-26", "2026-11-27"])
+def test_a_loose_file_beside_hour_folders_stops_the_run(tmp_path: Path, day: str) -> None:
+    raw = tmp_path / "raw"
+    write_raw(raw, "dt=2026-11-26/hour=10/a.parquet", [click(at(10), seq=1)])
+    write_raw(raw, "dt=2026-11-27/hour=00/a.parquet", [click(at(23, 59), seq=2, ingest=at(24, 30))])
+    write_raw(raw, f"dt={day}/loose.parquet", [click(at(11), seq=3)])
+    write_stream(tmp_path / "stream", [])
+    _assert_exit_2_naming(_reconcile_cli(tmp_path), f"dt={day}/loose.parquet", tmp_path)
+
+
+def test_one_digit_hours_and_hidden_folders(tmp_path: Path, monkeypatch) -> None:
+    raw = tmp_path / "raw"
+    write_raw(raw, "dt=2026-11-26/hour=3/a.parquet", [click(at(3), seq=1)])
+    write_raw(raw, "dt=2026-11-27/hour=1/a.parquet", [click(at(23, 59), seq=2, ingest=at(25, 30))])
+    write_raw(raw, "dt=2026-11-27/hour=2/a.parquet", [click(at(23, 58), seq=3, ingest=at(26, 30))])  # beyond 2h
+    (raw / "dt=2026-11-27/_temporary/junk").mkdir(parents=True)
+    (raw / "dt=2026-11-27/_temporary/junk/x.parquet").write_bytes(b"half a file")
+    (raw / "dt=2026-11-26/.staging").mkdir()
+    (raw / "dt=2026-11-26/.staging/y.parquet").write_bytes(b"half a file")
+    write_stream(tmp_path / "stream", [])
+    summary, _ = every_local_path(tmp_path, monkeypatch)
+    assert summary["ledger"]["rows_read"] == 2 and summary["ledger"]["billable_clicks"] == 2
+
+
+def test_symlinked_partitions_are_read_on_both_days(tmp_path: Path, monkeypatch) -> None:
+    raw = tmp_path / "raw"
+    elsewhere = tmp_path / "elsewhere"
+    write_raw(elsewhere, "h10/a.parquet", [click(at(10), seq=1), click(at(10, 1), seq=2)])
+    write_raw(elsewhere, "h00/a.parquet", [click(at(23, 59), seq=3, ingest=at(24, 30))])
+    write_raw(elsewhere, "f/b.parquet", [click(at(11), seq=4)])
+    write_raw(raw, "dt=2026-11-26/hour=09/a.parquet", [click(at(9), seq=5)])
+    (raw / "dt=2026-11-26/hour=10").symlink_to(elsewhere / "h10", target_is_directory=True)
+    (raw / "dt=2026-11-26/hour=11").mkdir()
+    (raw / "dt=2026-11-26/hour=11/b.parquet").symlink_to(elsewhere / "f/b.parquet")
+    (raw / "dt=2026-11-27").mkdir()
+    (raw / "dt=2026-11-27/hour=00").symlink_to(elsewhere / "h00", target_is_directory=True)
+    write_stream(tmp_path / "stream", [])
+    summary, _ = every_local_path(tmp_path, monkeypatch)
+    assert summary["ledger"]["rows_read"] == 5 and summary["ledger"]["billable_clicks"] == 5
+
+
+@pytest.mark.parametrize("what", ["file", "folder"])
+def test_a_broken_symlink_stops_the_run(tmp_path: Path, what: str) -> None:
+    raw = tmp_path / "raw"
+    write_raw(raw, "dt=2026-11-26/hour=10/a.parquet", [click(at(10), seq=1)])
+    link = raw / ("dt=2026-11-26/hour=10/gone.parquet" if what == "file" else "dt=2026-11-27/hour=00")
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(tmp_path / "nowhere")
+    write_stream(tmp_path / "stream", [])
+    _assert_exit_2_naming(_reconcile_cli(tmp_path), link.relative_to(raw).as_posix(), tmp_path)
+
+
+@pytest.mark.integration
+def test_partition_rules_are_the_same_on_s3(s3, tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    write_raw(raw, "dt=2026-11-26/hour=10/a.parquet", [click(at(10), seq=1)])
+    write_raw(raw, "dt=2026-11-27/hour=xx/a.parquet", [click(at(23, 59), seq=2, ingest=at(24, 30))])
+    write_stream(tmp_path / "stream", [])
+    _assert_exit_2_naming(_reconcile_cli(tmp_path, s3.upload_tree(raw, "clicks")), "dt=2026-11-27/hour=xx",
+                          tmp_path)
