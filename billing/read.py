@@ -246,6 +246,8 @@ class ReadFailure:
 def _normalise_column(arr: pa.ChunkedArray | pa.Array, plan: ColumnPlan, where: str) -> pa.Array:
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
+    if pa.types.is_null(arr.type):  # every value missing: a column of the target type, all null
+        return pa.nulls(len(arr), plan.target)
     if pa.types.is_timestamp(plan.target):
         t = arr.type
         if t.tz is None:  # naive means UTC: relabel, values unchanged

@@ -46,7 +46,7 @@ def run_path(tmp: Path, how: str, monkeypatch: pytest.MonkeyPatch, raw: str | No
             plan = runner.invoke(cli, ["-q", "plan", *args, "--slices", "2"])
             assert plan.exit_code == 0, plan.output
             uri = plan.stdout.strip()
-            for k in (1, 0):
+            for k in reversed(range(len(json.loads(Path(uri).read_text())["slices"]))):
                 r = runner.invoke(cli, ["-q", "run-slice", "--plan", uri, "--slice", str(k)])
                 assert r.exit_code == 0, r.output
             r = runner.invoke(cli, ["-q", "merge", "--plan", uri, "--json"])
@@ -231,3 +231,67 @@ def test_partition_rules_are_the_same_on_s3(s3, tmp_path: Path) -> None:
     write_stream(tmp_path / "stream", [])
     _assert_exit_2_naming(_reconcile_cli(tmp_path, s3.upload_tree(raw, "clicks")), "dt=2026-11-27/hour=xx",
                           tmp_path)
+
+
+# --- case 11: columns of Arrow type null ----------------------------------------------------------------
+
+def _table(cols: dict[str, Any]) -> Any:
+    import pyarrow as pa
+
+    return pa.table(cols)
+
+
+def test_null_typed_cost_is_a_cost_column_of_nulls(tmp_path: Path, monkeypatch) -> None:
+    import pyarrow as pa
+
+    raw = tmp_path / "raw"
+    rows = [click(at(10, i), ad=1, seq=i) for i in range(2)]
+    path = raw / "dt=2026-11-26/hour=10/a.parquet"
+    path.parent.mkdir(parents=True)
+    pq.write_table(_table({"click_id": pa.array([r["click_id"] for r in rows], pa.int64()),
+                           "ad_id": pa.array([1, 1], pa.int64()),
+                           "event_time": pa.array([r["event_time"] for r in rows], pa.timestamp("us", tz="UTC")),
+                           "ingest_time": pa.array([r["ingest_time"] for r in rows], pa.timestamp("us", tz="UTC")),
+                           "cost_micros": pa.nulls(2)}), path)
+    write_raw(raw, "dt=2026-11-26/hour=11/b.parquet", [click(at(11), ad=2, seq=5, cost=500)])
+    write_stream(tmp_path / "stream", [])
+    summary, vdir = every_local_path(tmp_path, monkeypatch)
+    assert summary["ledger"]["billable_clicks"] == 3 and summary["ledger"]["billable_spend_micros"] == 500
+    spend = {(r["ad_id"], r["window_start"]): r["spend_micros"]
+             for r in pq.read_table(vdir / "totals.parquet").to_pylist()}
+    assert spend == {(1, minute(at(10, 0))): 0, (1, minute(at(10, 1))): 0, (2, minute(at(11))): 500}  # README
+
+
+@pytest.mark.parametrize("column,reason", [("click_id", "null_click_id"), ("ad_id", "null_ad_id"),
+                                           ("event_time", "null_event_time"), ("ingest_time", None)])
+def test_null_typed_columns_read_as_all_null(tmp_path: Path, monkeypatch, column: str, reason: str | None) -> None:
+    import pyarrow as pa
+
+    raw = tmp_path / "raw"
+    rows = [click(at(10, i), ad=1, seq=i, cost=100) for i in range(3)]
+    cols = {"click_id": pa.array([r["click_id"] for r in rows], pa.int64()),
+            "ad_id": pa.array([1, 1, 1], pa.int32()),
+            "event_time": pa.array([r["event_time"] for r in rows], pa.timestamp("ms", tz="UTC")),
+            "ingest_time": pa.array([r["ingest_time"] for r in rows], pa.timestamp("ns")),
+            "cost_micros": pa.array([100, 100, 100], pa.int64())}
+    cols[column] = pa.nulls(3)
+    path = raw / "dt=2026-11-26/hour=10/a.parquet"
+    path.parent.mkdir(parents=True)
+    pq.write_table(_table(cols), path)
+    write_stream(tmp_path / "stream", [])
+    summary, vdir = every_local_path(tmp_path, monkeypatch)
+    ledger = summary["ledger"]
+    if reason is None:  # no arrival time: still valid, billed
+        assert (ledger["billable_clicks"], ledger["billable_spend_micros"]) == (3, 300)
+    else:  # every row invalid, a cost column exists: spend is 0, not null
+        assert ledger["invalid_by_reason"] == {reason: 3}
+        assert (ledger["billable_clicks"], ledger["billable_spend_micros"]) == (0, 0)
+        assert pq.read_table(vdir / "quarantine.parquet").column("reason").to_pylist() == [reason] * 3
+
+
+def test_every_row_invalid_with_a_cost_column_bills_zero_spend(tmp_path: Path, monkeypatch) -> None:
+    raw = tmp_path / "raw"
+    write_raw(raw, "dt=2026-11-26/hour=10/a.parquet", [click(at(10), seq=1, ad_id=None, cost=5)])
+    write_stream(tmp_path / "stream", [])
+    summary, _ = every_local_path(tmp_path, monkeypatch)
+    assert summary["ledger"]["billable_spend_micros"] == 0
