@@ -7,7 +7,11 @@ pipeline; the quarantine output re-reads the full rows, every column included.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import datetime as dt
+import decimal
+import json
 import logging
 import os
 import re
@@ -185,8 +189,9 @@ QUARANTINE_HEAD = pa.schema([
 def assemble_quarantine(store: Store, sources: list[SourceFile], pointers: pa.Table) -> pa.Table:
     """The full quarantined rows: normalised core columns, reason, source, then every other column.
 
-    Extra columns keep their type; where files disagree on an extra column's type it is
-    written as text. Sorted by (source_file, source_row).
+    Extra columns keep their type; where files disagree on an extra column's type (a column of type
+    null agrees with any), every value of it is written as JSON text (:func:`json_text`), so nothing is
+    lost and no type stops the run. Sorted by (source_file, source_row).
     """
     if pointers.num_rows == 0:
         return QUARANTINE_HEAD.empty_table()
@@ -216,23 +221,61 @@ def assemble_quarantine(store: Store, sources: list[SourceFile], pointers: pa.Ta
 
 def _union(parts: list[pa.Table]) -> pa.Table:
     head = list(QUARANTINE_HEAD.names)
-    extra_types: dict[str, set[pa.DataType]] = {}
+    extra_types: dict[str, list[pa.DataType]] = {}
     for t in parts:
         for f in t.schema:
-            if f.name not in head:
-                extra_types.setdefault(f.name, set()).add(f.type)
+            if f.name not in head and not any(f.type.equals(x) for x in extra_types.setdefault(f.name, [])):
+                extra_types[f.name].append(f.type)
     extras = sorted(extra_types)
-    fields = list(QUARANTINE_HEAD) + [
-        pa.field(n, next(iter(extra_types[n])) if len(extra_types[n]) == 1 else pa.string()) for n in extras]
-    schema = pa.schema(fields)
+    schema = pa.schema(list(QUARANTINE_HEAD) + [pa.field(n, _extra_type(extra_types[n])) for n in extras])
+    as_json = {n for n in extras if len([t for t in extra_types[n] if not pa.types.is_null(t)]) > 1}
     aligned = []
     for t in parts:
         cols = []
         for f in schema:
-            if f.name in t.column_names:
-                col = t.column(f.name)
-                cols.append(col if col.type.equals(f.type) else col.cast(f.type))
-            else:
+            if f.name not in t.column_names:
                 cols.append(pa.nulls(t.num_rows, f.type))
+                continue
+            col = t.column(f.name)
+            if f.name in as_json:
+                cols.append(json_text(col))
+            else:
+                cols.append(col if col.type.equals(f.type) else col.cast(f.type))
         aligned.append(pa.Table.from_arrays(cols, schema=schema))
     return pa.concat_tables(aligned)
+
+
+def _extra_type(types: list[pa.DataType]) -> pa.DataType:
+    """The quarantine type of an extra column: its type where the files agree (a column of type null agrees
+    with any), else text holding each value as JSON."""
+    known = [t for t in types if not pa.types.is_null(t)]
+    if not known:
+        return pa.null()
+    return known[0] if len(known) == 1 else pa.string()
+
+
+def json_text(col: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """Each value as JSON text (NULL stays NULL): lossless whatever the column's type.
+
+    Numbers and booleans as JSON numbers and literals, strings as JSON strings (so ``5`` and ``"5"``
+    stay apart), structs as objects in field order, lists as arrays, maps as arrays of [key, value],
+    timestamps, dates and times as ISO-8601 strings, durations as ISO-8601-free integer microseconds,
+    decimals as strings of their digits, binary as base64 strings.
+    """
+    return pa.array([None if v is None else json.dumps(v, ensure_ascii=False, default=_json_default,
+                                                      allow_nan=True)
+                     for v in col.to_pylist()], pa.string())
+
+
+def _json_default(v: object) -> object:
+    if isinstance(v, dt.timedelta):
+        return v // dt.timedelta(microseconds=1)
+    if isinstance(v, dt.datetime | dt.date | dt.time):
+        return v.isoformat()
+    if isinstance(v, decimal.Decimal):
+        return str(v)
+    if isinstance(v, bytes | bytearray):
+        return base64.b64encode(bytes(v)).decode("ascii")
+    if isinstance(v, tuple):
+        return list(v)
+    raise TypeError(f"cannot write {type(v).__name__} as JSON")

@@ -295,3 +295,34 @@ def test_every_row_invalid_with_a_cost_column_bills_zero_spend(tmp_path: Path, m
     write_stream(tmp_path / "stream", [])
     summary, _ = every_local_path(tmp_path, monkeypatch)
     assert summary["ledger"]["billable_spend_micros"] == 0
+
+
+# --- case 6: extra columns whose types differ between files ------------------------------------------------
+
+def test_extra_columns_of_conflicting_types_are_kept_as_json_text(tmp_path: Path, monkeypatch) -> None:
+    import pyarrow as pa
+
+    raw = tmp_path / "raw"
+    bad = [click(at(10, i), seq=i, ad_id=None) for i in range(3)]  # null_ad_id: quarantined
+
+    def write(rel: str, row: dict, meta: pa.Array, note: pa.Array) -> None:
+        cols = {k: pa.array([row[k]], t) for k, t in zip(
+            ("click_id", "ad_id", "event_time", "ingest_time", "cost_micros"),
+            (pa.int64(), pa.int64(), pa.timestamp("us", tz="UTC"), pa.timestamp("us", tz="UTC"), pa.int64()),
+            strict=True)}
+        path = raw / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(_table({**cols, "meta": meta, "note": note}), path)
+
+    write("dt=2026-11-26/hour=10/a.parquet", bad[0], pa.array([{"k": 1, "s": "x"}]), pa.nulls(1))
+    write("dt=2026-11-26/hour=10/b.parquet", bad[1], pa.array([7], pa.int64()), pa.array(["hi"]))
+    write("dt=2026-11-26/hour=10/c.parquet", bad[2], pa.array(["7"]), pa.array([None], pa.string()))
+    write_raw(raw, "dt=2026-11-26/hour=11/ok.parquet", [click(at(11), seq=9)])
+    write_stream(tmp_path / "stream", [])
+    summary, vdir = every_local_path(tmp_path, monkeypatch)
+    assert summary["ledger"]["invalid_by_reason"] == {"null_ad_id": 3} and summary["ledger"]["billable_clicks"] == 1
+    q = pq.read_table(vdir / "quarantine.parquet")
+    assert q.schema.field("meta").type == pa.string() and q.schema.field("note").type == pa.string()
+    assert q.column("meta").to_pylist() == ['{"k": 1, "s": "x"}', "7", '"7"']
+    assert [json.loads(v) for v in q.column("meta").to_pylist()] == [{"k": 1, "s": "x"}, 7, "7"]
+    assert q.column("note").to_pylist() == [None, "hi", None]  # null-typed agrees with string: kept as is
