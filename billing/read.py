@@ -29,7 +29,9 @@ log = logging.getLogger(__name__)
 _HOUR_DIR = re.compile(r"hour=([0-9]{1,2})")
 
 #: Columns of the normalised click stream handed to DuckDB, in order.
-CLICK_COLUMNS = ("click_id", "ad_id", "event_time", "ingest_time", "cost_micros", "file_id", "row_no")
+CLICK_COLUMNS = ("click_id", "ad_id", "event_time", "ingest_time", "cost_micros", "file_id", "row_no",
+                 "event_sub_ns", "ingest_sub_ns")
+"""Times are floored to µs (``event_time``, ``ingest_time``); ``*_sub_ns`` hold the nanoseconds below (0..999)."""
 
 
 @dataclass(frozen=True)
@@ -249,33 +251,60 @@ def _normalise_column(arr: pa.ChunkedArray | pa.Array, plan: ColumnPlan, where: 
     if pa.types.is_null(arr.type):  # every value missing: a column of the target type, all null
         return pa.nulls(len(arr), plan.target)
     if pa.types.is_timestamp(plan.target):
-        t = arr.type
-        if t.tz is None:  # naive means UTC: relabel, values unchanged
-            arr = arr.view(pa.timestamp(t.unit, tz="UTC"))
-        # ns -> us truncates sub-microsecond digits; minute windows are unaffected.
-        return pc.cast(arr, TS, safe=False)
+        return normalise_time(arr)[0]
     try:
         return pc.cast(arr, plan.target)
     except pa.ArrowInvalid as e:
         raise BadInputError(f"{where}: column {plan.name!r} does not fit {plan.target}: {_first_line(e)}") from e
 
 
+def normalise_time(arr: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """A timestamp column of any unit and zone as ``timestamp[us, UTC]`` floored, and the ns below each µs.
+
+    Floored, never rounded or truncated towards zero: a minute or a day never changes (an instant one
+    ns before midnight stays before it, also before 1970). The nanoseconds (0..999, 0 where null) keep
+    the full precision for what compares instants: the winner's ingest_time, the skew and lateness checks.
+    """
+    if pa.types.is_null(arr.type):
+        return pa.nulls(len(arr), TS), pa.array(np.zeros(len(arr), dtype=np.int16))
+    t = arr.type
+    if t.tz is None:  # naive means UTC: relabel, values unchanged
+        arr = arr.view(pa.timestamp(t.unit, tz="UTC"))
+    if t.unit != "ns":  # s, ms and us widen to µs exactly
+        return pc.cast(arr, TS), pa.array(np.zeros(len(arr), dtype=np.int16))
+    ns = pc.fill_null(arr.view(pa.int64()), 0).to_numpy()
+    us, sub = np.divmod(ns, 1000)  # numpy floors
+    valid = None if arr.null_count == 0 else pc.is_valid(arr)
+    floored = pa.array(us, pa.int64()).view(TS)
+    if valid is not None:
+        floored = pc.if_else(valid, floored, pa.nulls(len(arr), TS))
+    return floored, pa.array(sub.astype(np.int16))
+
+
 def normalise_batch(batch: pa.RecordBatch, src: SourceFile, row_start: int, where: str) -> pa.RecordBatch:
     n = batch.num_rows
     arrays = []
+    subs = {"event_time": pa.array(np.zeros(n, dtype=np.int16)), "ingest_time": pa.array(np.zeros(n, dtype=np.int16))}
     for plan in src.plans:
         if plan.source is None:
             arrays.append(pa.nulls(n, plan.target))
+        elif pa.types.is_timestamp(plan.target):
+            col = batch.column(plan.name)
+            floored, subs[plan.name] = normalise_time(col.combine_chunks() if isinstance(col, pa.ChunkedArray)
+                                                      else col)
+            arrays.append(floored)
         else:
             arrays.append(_normalise_column(batch.column(plan.name), plan, where))
     arrays.append(pa.array(np.full(n, src.file_id, dtype=np.int32)))
     arrays.append(pa.array(np.arange(row_start, row_start + n, dtype=np.int64)))
+    arrays += [subs["event_time"], subs["ingest_time"]]
     return pa.RecordBatch.from_arrays(arrays, names=list(CLICK_COLUMNS))
 
 
 CLICK_SCHEMA = pa.schema([
     ("click_id", pa.int64()), ("ad_id", pa.int64()), ("event_time", TS), ("ingest_time", TS),
     ("cost_micros", pa.int64()), ("file_id", pa.int32()), ("row_no", pa.int64()),
+    ("event_sub_ns", pa.int16()), ("ingest_sub_ns", pa.int16()),
 ])
 
 

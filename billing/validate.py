@@ -104,22 +104,39 @@ def land_native(con: duckdb.DuckDBPyConnection, store: LocalStore, sources: list
     if not chosen:
         chosen = sources[:1]  # an empty slice still needs a well-typed table; the range filter empties it
     has = {name: any(name in s.columns for s in chosen) for name in ("ingest_time", "cost_micros")}
-    cut = [s.file_id for s in chosen if s.ingest_cutoff is not None]
-    text = sql.render("read_native", ingest="present" if has["ingest_time"] else "absent",
+    # DuckDB's file_index is the position in the list it is given, not the file_id
+    cut = [i for i, s in enumerate(chosen) if s.ingest_cutoff is not None]
+    event_unit, ingest_unit = (_time_unit(chosen, name) for name in ("event_time", "ingest_time"))
+    text = sql.render("read_native", event_us=event_unit, event_sub=event_unit,
+                      ingest_us=ingest_unit if has["ingest_time"] else "absent",
+                      ingest_sub=ingest_unit if has["ingest_time"] else "absent",
                       cost="present" if has["cost_micros"] else "absent", range=_range_choice(rng),
-                      cutoff="some" if cut else "none", part=part)
+                      cutoff="some" if cut else "none", part=part, prune="core" if part == "core" else "all")
     cutoff = next((s.ingest_cutoff for s in chosen if s.ingest_cutoff is not None), None)
     # A core row's arrival is within the lead of its click_id's time: bounds on ingest_time that
-    # let DuckDB skip row groups by their statistics (implied by the filter, so they drop no row).
+    # let DuckDB skip row groups by their statistics (implied by the filter, so they drop no row;
+    # a µs wider each side, as DuckDB's cast of nanoseconds to µs rounds).
     first_ms = (max(rng.lo or 1, 1) >> 22) + cfg.snowflake_epoch_ms
     last_ms = (((rng.hi - 1) if rng.hi is not None else MAX_CLICK_ID) >> 22) + cfg.snowflake_epoch_ms
     params = {"file_ids": [s.file_id for s in chosen],
               "epoch_ms": cfg.snowflake_epoch_ms, "max_skew_us": _skew_us(cfg), "lo": rng.lo, "hi": rng.hi,
-              "cutoff_files": cut, "cutoff": cutoff, "lead_us": STRAGGLER_LEAD_US,
-              "arrival_lo_us": first_ms * 1000 - STRAGGLER_LEAD_US,
-              "arrival_hi_us": last_ms * 1000 + STRAGGLER_LEAD_US}
+              "cutoff_files": cut, "cutoff_us": None if cutoff is None else epoch_us(cutoff),
+              "lead_us": STRAGGLER_LEAD_US,
+              "arrival_lo_us": first_ms * 1000 - STRAGGLER_LEAD_US - 1,
+              "arrival_hi_us": last_ms * 1000 + STRAGGLER_LEAD_US + 1}
     with literal_files([store.url(s.path) for s in chosen]) as files:
         sql.run(con, "read_native", text=text, files=files, **params)
+
+
+def _time_unit(sources: list[SourceFile], name: str) -> str:
+    """"ns" when a file holds column ``name`` in nanoseconds (read floored, with the ns kept), else "us"."""
+    return "ns" if any(p.name == name and p.source is not None and pa.types.is_timestamp(p.source)
+                       and p.source.unit == "ns" for s in sources for p in s.plans) else "us"
+
+
+def epoch_us(t: dt.datetime) -> int:
+    """``t`` (zoned) as whole µs since 1970, exactly (no float on the way)."""
+    return (t - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1)
 
 
 #: Characters DuckDB's file readers treat as glob syntax or as a path separator in a name they are given.

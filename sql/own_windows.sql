@@ -1,7 +1,7 @@
 -- Totals, first part: every valid copy counted in its own (ad_id, minute) window, as if each had won
 -- (README, rules 4-5). It needs nothing from dedup, so it runs while the repeated click_ids are
 -- being found; sql/totals.sql then moves the losing copies to their winners' windows.
---   late: the stream's watermark would have dropped it (ingest_time - event_time > allowed lateness)
+--   late: the stream's watermark would have dropped it (ingest_time - event_time > allowed lateness, to the ns)
 CREATE OR REPLACE TEMP TABLE own_windows AS
 SELECT
   ad_id,
@@ -9,7 +9,7 @@ SELECT
   count(*)::BIGINT AS clicks,
   count(cost_micros)::BIGINT AS costed,
   sum(cost_micros)::BIGINT AS spend_micros,
-  count_if(ingest_us - event_us > $stream_lateness_us)::BIGINT AS late_clicks
+  count_if(arrived_late(ingest_us, ingest_sub_ns, event_us, event_sub_ns, $stream_lateness_us))::BIGINT AS late_clicks
 FROM clicks
 WHERE reason IS NULL
 GROUP BY ad_id, minute;

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from billing import slices, validate
 from billing.cli import cli
 from billing.pipeline import CONTENT_FILES, reconcile
-from tests.lake import D, at, click, config, minute, write_raw, write_stream
+from tests.lake import D, at, cid, click, config, minute, write_raw, write_stream
 
 LOCAL_PATHS = ("native", "arrow", "slices", "stragglers", "workers", "fanout")
 
@@ -326,3 +326,128 @@ def test_extra_columns_of_conflicting_types_are_kept_as_json_text(tmp_path: Path
     assert q.column("meta").to_pylist() == ['{"k": 1, "s": "x"}', "7", '"7"']
     assert [json.loads(v) for v in q.column("meta").to_pylist()] == [{"k": 1, "s": "x"}, 7, "7"]
     assert q.column("note").to_pylist() == [None, "hi", None]  # null-typed agrees with string: kept as is
+
+
+# --- case 2: sub-microsecond timestamps are floored, never rounded; winners on full precision ----------------
+
+PER_SECOND = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}
+
+
+def _epoch_ticks(t: dt.datetime, unit: str) -> int:
+    return (t - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(seconds=1) * PER_SECOND[unit]
+
+
+def ticks_lake(tmp: Path) -> dict[tuple[int, dt.datetime], int]:
+    """Per unit, clicks one tick either side of a minute and of both midnights; returns the expected totals."""
+    import pyarrow as pa
+
+    raw = tmp / "raw"
+    want: dict[tuple[int, dt.datetime], int] = {}
+    edges = [at(10, 1), at(0), at(24)]  # a minute inside D, D 00:00, D+1 00:00
+    for u, unit in enumerate(("s", "ms", "us", "ns")):
+        ids, ads, events, ingests = [], [], [], []
+        for e, edge in enumerate(edges):
+            for side in (-1, 1):
+                ticks = _epoch_ticks(edge, unit) + side  # one tick before or after the edge
+                ad = 10 * u + 2 * e + (side > 0)
+                ids.append(cid(edge, seq=len(ids) + 20 * u))
+                ads.append(ad)
+                events.append(ticks)
+                ingests.append(ticks + PER_SECOND[unit])
+                # floor of the instant, reckoned in integers: the minute before the edge, or the edge's minute
+                window = edge - dt.timedelta(minutes=1) if side < 0 else edge
+                if at(0) <= window < at(24):
+                    want[(ad, window)] = want.get((ad, window), 0) + 1
+        path = raw / f"dt=2026-11-26/hour=10/{unit}.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(_table({"click_id": pa.array(ids, pa.int64()), "ad_id": pa.array(ads, pa.int64()),
+                               "event_time": pa.array(events, pa.timestamp(unit, tz="UTC")),
+                               "ingest_time": pa.array(ingests, pa.timestamp(unit))}), path)
+    write_stream(tmp / "stream", [])
+    return want
+
+
+def test_every_unit_is_floored_at_minutes_and_midnights_on_every_path(tmp_path: Path, monkeypatch) -> None:
+    want = ticks_lake(tmp_path)
+    summary, vdir = every_local_path(tmp_path, monkeypatch)
+    assert {(ad, w): n for ad, w, n in totals_of(vdir)} == want
+    assert summary["ledger"]["billable_clicks"] == sum(want.values())
+    assert summary["ledger"]["clicks_out_of_day"] == 4 * 6 - sum(want.values())
+
+
+def _copies_lake(tmp: Path) -> int:
+    """Two copies of one click whose ingest_times differ by 300 ns within one µs; the earlier copy lies in the
+    later path. Returns the ad of the earlier copy: the winner."""
+    import pyarrow as pa
+
+    raw = tmp / "raw"
+    t = at(10, 5)
+    x = _epoch_ticks(t, "ns") + 2 * 10**9  # arrived 2 s later, on a whole µs
+    for name, ad, ingest in (("a", 1, x + 400), ("b", 2, x + 100)):
+        path = raw / f"dt=2026-11-26/hour=10/{name}.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(_table({"click_id": pa.array([cid(t, 5)], pa.int64()), "ad_id": pa.array([ad], pa.int64()),
+                               "event_time": pa.array([_epoch_ticks(t, "ns")], pa.timestamp("ns", tz="UTC")),
+                               "ingest_time": pa.array([ingest], pa.timestamp("ns", tz="UTC"))}), path)
+    write_stream(tmp / "stream", [])
+    return 2
+
+
+def test_winner_is_decided_on_full_precision_ingest_time(tmp_path: Path, monkeypatch) -> None:
+    winner = _copies_lake(tmp_path)
+    _, vdir = every_local_path(tmp_path, monkeypatch)
+    assert totals_of(vdir) == [(winner, minute(at(10, 5)), 1)]
+    (conflict,) = pq.read_table(vdir / "conflicts.parquet").to_pylist()
+    assert conflict["winner_ad_id"] == winner and conflict["winner_source_file"].endswith("b.parquet")
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("lake", ["ticks", "copies"])
+def test_sub_microsecond_lakes_give_the_same_bytes_on_s3(s3, tmp_path: Path, monkeypatch, lake: str) -> None:
+    ticks_lake(tmp_path) if lake == "ticks" else _copies_lake(tmp_path)
+    raw = s3.upload_tree(tmp_path / "raw", "clicks")
+    local_summary, local_dir = run_path(tmp_path, "native", monkeypatch)
+    s3_summary, s3_dir = run_path(tmp_path, "s3", monkeypatch, raw=raw)
+    assert s3_summary == local_summary
+    assert _hashes(s3_dir) == _hashes(local_dir)
+
+
+@pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
+def test_normalise_time_floors_before_1970_too(unit: str) -> None:
+    import pyarrow as pa
+
+    from billing.read import normalise_time
+
+    values = [-1001, -1000, -999, -1, 0, 1, 999, 1000, None]
+    floored, sub = normalise_time(pa.array(values, pa.timestamp(unit)))
+    per_us = {"s": 10**6, "ms": 10**3, "us": 1, "ns": None}[unit]
+    for v, f, s in zip(values, floored.cast(pa.int64()).to_pylist(), sub.to_pylist(), strict=True):
+        if v is None:
+            assert (f, s) == (None, 0)
+        elif per_us is None:  # ns: floor division in integers, the remainder kept
+            assert (f, s) == (v // 1000, v % 1000)
+        else:
+            assert (f, s) == (v * per_us, 0)
+
+
+def test_dt_only_cutoff_is_exact_to_the_ns_on_every_path(tmp_path: Path, monkeypatch) -> None:
+    """Rows of dt=D+1 count when ingest_time < D+1 00:00 + lateness: one ns before it counts, the cut does not.
+    Several D files beside the D+1 one, so a slice reads a subset of the files (the cut follows the file)."""
+    import pyarrow as pa
+
+    raw = tmp_path / "raw"
+    for h in range(4):
+        write_raw(raw, f"dt=2026-11-26/f{h}.parquet", [click(at(6 * h + i / 60), ad=1, seq=i) for i in range(3)])
+    cut_ns = _epoch_ticks(at(26), "ns")
+    events = [at(23, 59), at(23, 58), at(23, 57)]
+    path = raw / "dt=2026-11-27/late.parquet"
+    path.parent.mkdir(parents=True)
+    pq.write_table(_table({
+        "click_id": pa.array([cid(t, 50 + k) for k, t in enumerate(events)], pa.int64()),
+        "ad_id": pa.array([2, 3, 4], pa.int64()),
+        "event_time": pa.array([_epoch_ticks(t, "ns") for t in events], pa.timestamp("ns", tz="UTC")),
+        "ingest_time": pa.array([cut_ns - 1, cut_ns, cut_ns - 1000], pa.timestamp("ns", tz="UTC"))}), path)
+    write_stream(tmp_path / "stream", [])
+    summary, vdir = every_local_path(tmp_path, monkeypatch)
+    assert {ad for ad, _, _ in totals_of(vdir)} == {1, 2, 4}
+    assert summary["ledger"]["rows_read"] == 12 + 2 and summary["horizon"]["rows_beyond_horizon"] == 1
