@@ -451,3 +451,11 @@ def test_dt_only_cutoff_is_exact_to_the_ns_on_every_path(tmp_path: Path, monkeyp
     summary, vdir = every_local_path(tmp_path, monkeypatch)
     assert {ad for ad, _, _ in totals_of(vdir)} == {1, 2, 4}
     assert summary["ledger"]["rows_read"] == 12 + 2 and summary["horizon"]["rows_beyond_horizon"] == 1
+
+
+def test_a_symlink_loop_stops_the_run(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    write_raw(raw, "dt=2026-11-26/hour=10/a.parquet", [click(at(10), seq=1)])
+    (raw / "dt=2026-11-26/hour=10/again").symlink_to(raw / "dt=2026-11-26", target_is_directory=True)
+    write_stream(tmp_path / "stream", [])
+    _assert_exit_2_naming(_reconcile_cli(tmp_path), "dt=2026-11-26/hour=10/again", tmp_path)
