@@ -369,7 +369,8 @@ def build_outputs(cfg: ReconcileConfig, inputs: Inputs, merged: slices.SlicePart
     schemas.check_output(schemas.StreamQuarantine, stream_q, "stream_quarantine.parquet")
 
     ledger = merged.ledger
-    ledger.billable_spend_micros = ledger.billable_spend_micros if any(
+    # With a cost column anywhere, spend is a number: 0 when no winner has a cost (none valid, all null).
+    ledger.billable_spend_micros = (ledger.billable_spend_micros or 0) if any(
         "cost_micros" in s.columns for s in inputs.sources) else None
     totals_clicks = pc.sum(totals.column("clicks")).as_py() or 0
     totals_spend = pc.sum(totals.column("spend_micros")).as_py()

@@ -26,10 +26,12 @@ from billing.storage import FileInfo, Store
 
 log = logging.getLogger(__name__)
 
-_HOUR_DIR = re.compile(r"^hour=(\d{1,2})$")
+_HOUR_DIR = re.compile(r"hour=([0-9]{1,2})")
 
 #: Columns of the normalised click stream handed to DuckDB, in order.
-CLICK_COLUMNS = ("click_id", "ad_id", "event_time", "ingest_time", "cost_micros", "file_id", "row_no")
+CLICK_COLUMNS = ("click_id", "ad_id", "event_time", "ingest_time", "cost_micros", "file_id", "row_no",
+                 "event_sub_ns", "ingest_sub_ns")
+"""Times are floored to µs (``event_time``, ``ingest_time``); ``*_sub_ns`` hold the nanoseconds below (0..999)."""
 
 
 @dataclass(frozen=True)
@@ -70,23 +72,50 @@ class PartitionFile:
     """Set for ``dt=D+1`` files of a ``dt=``-only layout: rows count when ingest_time < cutoff."""
 
 
+def _hour_of(folder: str) -> int | None:
+    """The hour of an ``hour=H`` / ``hour=HH`` partition folder (0..23), else None."""
+    m = _HOUR_DIR.fullmatch(folder)
+    return int(m.group(1)) if m is not None and int(m.group(1)) < 24 else None
+
+
+def _partition(store: Store, dt_dir: str) -> tuple[list[tuple[int, FileInfo]], list[FileInfo]]:
+    """The data files of one ``dt=`` folder: ``(hour, file)`` of its ``hour=`` folders, and its loose files.
+
+    Anything else in it is unusable input, named: a folder that is not ``hour=0..23`` (``hour=24``,
+    ``hour=xx``, ``dt=…``, any other name), or loose files beside ``hour=`` folders (which layout is
+    it?). Names starting with ``_`` or ``.`` are not data and are skipped. Decided on file paths,
+    so a local lake and the same lake on S3 give the same answer.
+    """
+    hourly: list[tuple[int, FileInfo]] = []
+    loose: list[FileInfo] = []
+    for f in _data_files(store.list_files(dt_dir)):
+        rest = f.path[len(dt_dir) + 1:]
+        if "/" not in rest:
+            loose.append(f)
+            continue
+        folder = rest.split("/", 1)[0]
+        hour = _hour_of(folder)
+        if hour is None:
+            raise BadInputError(f"{store.url(f'{dt_dir}/{folder}')}: not a partition folder "
+                                f"(expected hour=0..23 inside {dt_dir})")
+        hourly.append((hour, f))
+    if hourly and loose:
+        raise BadInputError(f"{store.url(loose[0].path)}: a file directly in {dt_dir} beside its hour= folders "
+                            f"(one layout per day: dt=D/hour=HH/*.parquet or dt=D/*.parquet)")
+    return hourly, loose
+
+
 def discover_raw(store: Store, horizon: Horizon) -> list[PartitionFile]:
     """The raw files of the horizon, sorted by path. Nothing outside it is listed as input."""
     chosen: list[PartitionFile] = []
     day_dir = f"dt={horizon.date.isoformat()}"
     next_dir = f"dt={horizon.next_day.isoformat()}"
-    for f in _data_files(store.list_files(day_dir)):
-        chosen.append(PartitionFile(f))
-    hour_dirs = [d for d in store.list_dirs(next_dir) if _HOUR_DIR.match(d)]
-    if hour_dirs:
-        for d in hour_dirs:
-            hour = int(_HOUR_DIR.match(d).group(1))  # type: ignore[union-attr]
-            if horizon.reads_hour_of_next_day(hour):
-                chosen.extend(PartitionFile(f) for f in _data_files(store.list_files(f"{next_dir}/{d}")))
-    else:
-        for f in _data_files(store.list_files(next_dir)):
-            if "/" not in f.path[len(next_dir) + 1:]:
-                chosen.append(PartitionFile(f, ingest_cutoff=horizon.end))
+    hourly, loose = _partition(store, day_dir)
+    chosen.extend(PartitionFile(f) for _, f in hourly)
+    chosen.extend(PartitionFile(f) for f in loose)
+    hourly, loose = _partition(store, next_dir)
+    chosen.extend(PartitionFile(f) for hour, f in hourly if horizon.reads_hour_of_next_day(hour))
+    chosen.extend(PartitionFile(f, ingest_cutoff=horizon.end) for f in loose)
     return sorted(chosen, key=lambda p: p.info.path)
 
 
@@ -219,34 +248,63 @@ class ReadFailure:
 def _normalise_column(arr: pa.ChunkedArray | pa.Array, plan: ColumnPlan, where: str) -> pa.Array:
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
+    if pa.types.is_null(arr.type):  # every value missing: a column of the target type, all null
+        return pa.nulls(len(arr), plan.target)
     if pa.types.is_timestamp(plan.target):
-        t = arr.type
-        if t.tz is None:  # naive means UTC: relabel, values unchanged
-            arr = arr.view(pa.timestamp(t.unit, tz="UTC"))
-        # ns -> us truncates sub-microsecond digits; minute windows are unaffected.
-        return pc.cast(arr, TS, safe=False)
+        return normalise_time(arr)[0]
     try:
         return pc.cast(arr, plan.target)
     except pa.ArrowInvalid as e:
         raise BadInputError(f"{where}: column {plan.name!r} does not fit {plan.target}: {_first_line(e)}") from e
 
 
+def normalise_time(arr: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """A timestamp column of any unit and zone as ``timestamp[us, UTC]`` floored, and the ns below each µs.
+
+    Floored, never rounded or truncated towards zero: a minute or a day never changes (an instant one
+    ns before midnight stays before it, also before 1970). The nanoseconds (0..999, 0 where null) keep
+    the full precision for what compares instants: the winner's ingest_time, the skew and lateness checks.
+    """
+    if pa.types.is_null(arr.type):
+        return pa.nulls(len(arr), TS), pa.array(np.zeros(len(arr), dtype=np.int16))
+    t = arr.type
+    if t.tz is None:  # naive means UTC: relabel, values unchanged
+        arr = arr.view(pa.timestamp(t.unit, tz="UTC"))
+    if t.unit != "ns":  # s, ms and us widen to µs exactly
+        return pc.cast(arr, TS), pa.array(np.zeros(len(arr), dtype=np.int16))
+    ns = pc.fill_null(arr.view(pa.int64()), 0).to_numpy()
+    us, sub = np.divmod(ns, 1000)  # numpy floors
+    valid = None if arr.null_count == 0 else pc.is_valid(arr)
+    floored = pa.array(us, pa.int64()).view(TS)
+    if valid is not None:
+        floored = pc.if_else(valid, floored, pa.nulls(len(arr), TS))
+    return floored, pa.array(sub.astype(np.int16))
+
+
 def normalise_batch(batch: pa.RecordBatch, src: SourceFile, row_start: int, where: str) -> pa.RecordBatch:
     n = batch.num_rows
     arrays = []
+    subs = {"event_time": pa.array(np.zeros(n, dtype=np.int16)), "ingest_time": pa.array(np.zeros(n, dtype=np.int16))}
     for plan in src.plans:
         if plan.source is None:
             arrays.append(pa.nulls(n, plan.target))
+        elif pa.types.is_timestamp(plan.target):
+            col = batch.column(plan.name)
+            floored, subs[plan.name] = normalise_time(col.combine_chunks() if isinstance(col, pa.ChunkedArray)
+                                                      else col)
+            arrays.append(floored)
         else:
             arrays.append(_normalise_column(batch.column(plan.name), plan, where))
     arrays.append(pa.array(np.full(n, src.file_id, dtype=np.int32)))
     arrays.append(pa.array(np.arange(row_start, row_start + n, dtype=np.int64)))
+    arrays += [subs["event_time"], subs["ingest_time"]]
     return pa.RecordBatch.from_arrays(arrays, names=list(CLICK_COLUMNS))
 
 
 CLICK_SCHEMA = pa.schema([
     ("click_id", pa.int64()), ("ad_id", pa.int64()), ("event_time", TS), ("ingest_time", TS),
     ("cost_micros", pa.int64()), ("file_id", pa.int32()), ("row_no", pa.int64()),
+    ("event_sub_ns", pa.int16()), ("ingest_sub_ns", pa.int16()),
 ])
 
 
@@ -371,22 +429,12 @@ def inspect_stream(store: Store, files: list[FileInfo]) -> list[StreamSource]:
 
 
 #: Columns of the normalised stream rows handed to DuckDB, in order. ``window_ns`` is the part of
-#: window_start below the microsecond (non-zero only for ns sources), which the normalised
-#: ``timestamp[us]`` cannot hold but alignment is judged on (sql/stream_validate.sql).
+#: window_start below the microsecond it is floored to (0..999, non-zero only for ns sources), which the
+#: normalised ``timestamp[us]`` cannot hold but alignment is judged on (sql/stream_validate.sql).
 STREAM_SCHEMA = pa.schema([
     ("ad_id", pa.int64()), ("window_start", TS), ("clicks", pa.int64()), ("spend_micros", pa.int64()),
     ("window_ns", pa.int64()), ("file_id", pa.int32()), ("row_no", pa.int64()),
 ])
-
-
-def _below_us(arr: pa.ChunkedArray | pa.Array) -> pa.Array:
-    """Per value, its nanoseconds below the microsecond (0 unless the unit is ns; null stays null)."""
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    raw = arr.view(pa.int64())
-    if arr.type.unit != "ns":
-        return pc.multiply(raw, 0)
-    return pc.subtract(raw, pc.multiply(pc.divide(raw, 1000), 1000))  # truncating: sign kept, 0 iff aligned
 
 
 def stream_rows(store: Store, src: StreamSource, *, every_column: bool = False) -> tuple[pa.Table, pa.Table]:
@@ -406,7 +454,8 @@ def stream_rows(store: Store, src: StreamSource, *, every_column: bool = False) 
             _check_fits_us(table.column(p.name), p.name, where)
         cols[p.name] = (pa.nulls(n, p.target) if p.source is None
                         else _normalise_column(table.column(p.name), p, where))
-    cols["window_ns"] = _below_us(table.column("window_start"))
+    window = table.column("window_start")
+    cols["window_ns"] = normalise_time(window.combine_chunks())[1].cast(pa.int64())
     cols["file_id"] = pa.array(np.full(n, src.file_id, dtype=np.int32))
     cols["row_no"] = pa.array(np.arange(n, dtype=np.int64))
     return pa.table(cols, schema=STREAM_SCHEMA), table

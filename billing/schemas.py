@@ -151,7 +151,12 @@ class ColumnPlan:
 
 
 def _normalised_type(t: pa.DataType, target: pa.DataType) -> pa.DataType | None:
-    """The target type when ``t`` converts to it without loss of meaning, else None."""
+    """The target type when ``t`` converts to it without loss of meaning, else None.
+
+    Arrow's ``null`` type (a column whose every value is missing) fits any target: all its values are null.
+    """
+    if pa.types.is_null(t):
+        return target
     if pa.types.is_timestamp(target):
         return target if pa.types.is_timestamp(t) else None
     if pa.types.is_integer(target):

@@ -21,7 +21,7 @@ from urllib.parse import urlparse
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from billing.errors import StorageError, UsageError
+from billing.errors import BadInputError, StorageError, UsageError
 
 
 def s3_max_attempts() -> int:
@@ -98,15 +98,31 @@ class LocalStore:
             raise StorageError(f"no such directory: {self.root}")
 
     def list_files(self, prefix: str) -> list[FileInfo]:
+        """Every file below ``prefix``, symbolic links followed (to files and folders alike), sorted by path.
+
+        A link that leads nowhere, or back to a folder it lies in (a loop), is unusable input
+        (:class:`BadInputError` naming it), never skipped.
+        """
         base = self._p(prefix)
         if not base.is_dir():
             return []
-        out = []
-        for p in sorted(base.rglob("*")):
-            if p.is_file():
-                st = p.stat()
-                out.append(FileInfo(p.relative_to(self.root).as_posix(), st.st_size, str(st.st_mtime_ns)))
-        return out
+        out: list[FileInfo] = []
+
+        def walk(folder: Path, above: tuple[str, ...]) -> None:
+            real = os.path.realpath(folder)
+            if real in above:
+                raise BadInputError(f"{folder}: symbolic link loop (leads back to {real})")
+            for p in sorted(folder.iterdir()):
+                if p.is_dir():
+                    walk(p, (*above, real))
+                elif p.is_file():
+                    st = p.stat()
+                    out.append(FileInfo(p.relative_to(self.root).as_posix(), st.st_size, str(st.st_mtime_ns)))
+                elif p.is_symlink() and not p.exists():
+                    raise BadInputError(f"{p}: broken symbolic link (its target {os.readlink(p)} does not exist)")
+
+        walk(base, ())
+        return sorted(out, key=lambda f: f.path)
 
     def list_dirs(self, prefix: str) -> list[str]:
         base = self._p(prefix)

@@ -7,7 +7,13 @@ pipeline; the quarantine output re-reads the full rows, every column included.
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import logging
+import os
+import re
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -15,6 +21,7 @@ import pyarrow as pa
 
 from billing import sql
 from billing.config import ReconcileConfig
+from billing.extras import union_keeping_extras
 from billing.read import ClickRange, ReadFailure, SourceFile, click_reader, normalise_batch, read_full_rows
 from billing.schemas import TS
 from billing.storage import LocalStore, Store
@@ -48,8 +55,9 @@ def land_clicks(con: duckdb.DuckDBPyConnection, store: Store, sources: list[Sour
                 land_native(con, store, sources, rng, cfg)
             else:
                 land_native(con, store, sources, rng, cfg, part="core")
-                sql.run(con, "read_stragglers", text=sql.render("read_stragglers", range=_range_choice(rng)),
-                        stragglers=str(stragglers), lo=rng.lo, hi=rng.hi)
+                with literal_files([str(stragglers)]) as (path,):
+                    sql.run(con, "read_stragglers", text=sql.render("read_stragglers", range=_range_choice(rng)),
+                            stragglers=path, lo=rng.lo, hi=rng.hi)
             return
         except duckdb.Error as e:
             log.warning("DuckDB's Parquet reader failed (%s); reading through Arrow instead",
@@ -94,21 +102,69 @@ def land_native(con: duckdb.DuckDBPyConnection, store: LocalStore, sources: list
     if not chosen:
         chosen = sources[:1]  # an empty slice still needs a well-typed table; the range filter empties it
     has = {name: any(name in s.columns for s in chosen) for name in ("ingest_time", "cost_micros")}
-    cut = [s.file_id for s in chosen if s.ingest_cutoff is not None]
-    text = sql.render("read_native", ingest="present" if has["ingest_time"] else "absent",
+    # DuckDB's file_index is the position in the list it is given, not the file_id
+    cut = [i for i, s in enumerate(chosen) if s.ingest_cutoff is not None]
+    event_unit, ingest_unit = (_time_unit(chosen, name) for name in ("event_time", "ingest_time"))
+    text = sql.render("read_native", event_us=event_unit, event_sub=event_unit,
+                      ingest_us=ingest_unit if has["ingest_time"] else "absent",
+                      ingest_sub=ingest_unit if has["ingest_time"] else "absent",
                       cost="present" if has["cost_micros"] else "absent", range=_range_choice(rng),
-                      cutoff="some" if cut else "none", part=part)
+                      cutoff="some" if cut else "none", part=part, prune="core" if part == "core" else "all")
     cutoff = next((s.ingest_cutoff for s in chosen if s.ingest_cutoff is not None), None)
     # A core row's arrival is within the lead of its click_id's time: bounds on ingest_time that
-    # let DuckDB skip row groups by their statistics (implied by the filter, so they drop no row).
+    # let DuckDB skip row groups by their statistics (implied by the filter, so they drop no row;
+    # a µs wider each side, as DuckDB's cast of nanoseconds to µs rounds).
     first_ms = (max(rng.lo or 1, 1) >> 22) + cfg.snowflake_epoch_ms
     last_ms = (((rng.hi - 1) if rng.hi is not None else MAX_CLICK_ID) >> 22) + cfg.snowflake_epoch_ms
-    params = {"files": [store.url(s.path) for s in chosen], "file_ids": [s.file_id for s in chosen],
+    params = {"file_ids": [s.file_id for s in chosen],
               "epoch_ms": cfg.snowflake_epoch_ms, "max_skew_us": _skew_us(cfg), "lo": rng.lo, "hi": rng.hi,
-              "cutoff_files": cut, "cutoff": cutoff, "lead_us": STRAGGLER_LEAD_US,
-              "arrival_lo_us": first_ms * 1000 - STRAGGLER_LEAD_US,
-              "arrival_hi_us": last_ms * 1000 + STRAGGLER_LEAD_US}
-    sql.run(con, "read_native", text=text, **params)
+              "cutoff_files": cut, "cutoff_us": None if cutoff is None else epoch_us(cutoff),
+              "lead_us": STRAGGLER_LEAD_US,
+              "arrival_lo_us": first_ms * 1000 - STRAGGLER_LEAD_US - 1,
+              "arrival_hi_us": last_ms * 1000 + STRAGGLER_LEAD_US + 1}
+    with literal_files([store.url(s.path) for s in chosen]) as files:
+        sql.run(con, "read_native", text=text, files=files, **params)
+
+
+def _time_unit(sources: list[SourceFile], name: str) -> str:
+    """"ns" when a file holds column ``name`` in nanoseconds (read floored, with the ns kept), else "us"."""
+    return "ns" if any(p.name == name and p.source is not None and pa.types.is_timestamp(p.source)
+                       and p.source.unit == "ns" for s in sources for p in s.plans) else "us"
+
+
+def epoch_us(t: dt.datetime) -> int:
+    """``t`` (zoned) as whole µs since 1970, exactly (no float on the way)."""
+    return (t - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1)
+
+
+#: Characters DuckDB's file readers treat as glob syntax or as a path separator in a name they are given.
+_NOT_LITERAL = re.compile(r"[*?\[\]{}\\]")
+
+
+def literal_path(path: str) -> bool:
+    """Whether DuckDB reads ``path`` as the one file it names (no glob character, no backslash)."""
+    return _NOT_LITERAL.search(path) is None
+
+
+@contextlib.contextmanager
+def literal_files(paths: list[str]) -> Iterator[list[str]]:
+    """Names under which DuckDB reads exactly ``paths``, whatever characters they hold.
+
+    DuckDB expands glob syntax in every file name it is given (``p[1].parquet`` reads ``p1.parquet``,
+    ``q*.parquet`` every ``q…``; a backslash is a separator to it), and has no escape that covers them
+    all. So it is handed symbolic links ``f<i>.parquet`` to the real files, in a private folder removed
+    afterwards (the statement has read them by then). Position ``i`` in the list is all DuckDB reports
+    (``file_index``); paths, and with them tie-breaks, stay the real ones.
+    """
+    with tempfile.TemporaryDirectory(prefix="billing-files-") as folder:
+        if not literal_path(folder):
+            raise duckdb.IOException(f"temporary folder {folder!r} holds glob characters")  # → the Arrow path
+        links = []
+        for i, target in enumerate(paths):
+            link = os.path.join(folder, f"f{i}.parquet")
+            os.symlink(target, link)
+            links.append(link)
+        yield links
 
 
 def stragglers_apply(store: Store, sources: list[SourceFile]) -> bool:
@@ -148,8 +204,7 @@ QUARANTINE_HEAD = pa.schema([
 def assemble_quarantine(store: Store, sources: list[SourceFile], pointers: pa.Table) -> pa.Table:
     """The full quarantined rows: normalised core columns, reason, source, then every other column.
 
-    Extra columns keep their type; where files disagree on an extra column's type it is
-    written as text. Sorted by (source_file, source_row).
+    Extra columns are kept losslessly (:mod:`billing.extras`). Sorted by (source_file, source_row).
     """
     if pointers.num_rows == 0:
         return QUARANTINE_HEAD.empty_table()
@@ -174,28 +229,4 @@ def assemble_quarantine(store: Store, sources: list[SourceFile], pointers: pa.Ta
             if name not in cols:
                 cols[name] = full.column(name).combine_chunks()
         parts.append(pa.table(cols))
-    return _union(parts)
-
-
-def _union(parts: list[pa.Table]) -> pa.Table:
-    head = list(QUARANTINE_HEAD.names)
-    extra_types: dict[str, set[pa.DataType]] = {}
-    for t in parts:
-        for f in t.schema:
-            if f.name not in head:
-                extra_types.setdefault(f.name, set()).add(f.type)
-    extras = sorted(extra_types)
-    fields = list(QUARANTINE_HEAD) + [
-        pa.field(n, next(iter(extra_types[n])) if len(extra_types[n]) == 1 else pa.string()) for n in extras]
-    schema = pa.schema(fields)
-    aligned = []
-    for t in parts:
-        cols = []
-        for f in schema:
-            if f.name in t.column_names:
-                col = t.column(f.name)
-                cols.append(col if col.type.equals(f.type) else col.cast(f.type))
-            else:
-                cols.append(pa.nulls(t.num_rows, f.type))
-        aligned.append(pa.Table.from_arrays(cols, schema=schema))
-    return pa.concat_tables(aligned)
+    return union_keeping_extras(QUARANTINE_HEAD, parts)

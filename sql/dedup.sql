@@ -1,5 +1,5 @@
 -- Dedup stage: every valid copy of a click, ranked within its click_id (README, rule 3).
--- Rank 1 is the winner: the earliest ingest_time (nulls last), ties broken by source file path
+-- Rank 1 is the winner: the earliest ingest_time to the nanosecond (nulls last), ties broken by source file path
 -- and row position (pos). Each copy also carries its winner's ad and minute, so that later
 -- stages can group losers under their winner's window, and a copy that disagrees with its
 -- winner marks the click_id as a conflict (some copy differs iff one differs from the winner).
@@ -14,7 +14,9 @@ SELECT
   ad_id,
   minute,
   event_us,
+  event_sub_ns,
   ingest_us,
+  ingest_sub_ns,
   cost_micros,
   pos,
   row_number() OVER w AS copy_rank,
@@ -22,4 +24,4 @@ SELECT
   first_value(minute) OVER w AS won_minute
 FROM (SELECT *, event_us // 60000000 AS minute FROM clicks SEMI JOIN repeated_ids USING (click_id)
       WHERE reason IS NULL)
-WINDOW w AS (PARTITION BY click_id ORDER BY ingest_us ASC NULLS LAST, pos ASC);
+WINDOW w AS (PARTITION BY click_id ORDER BY ingest_us ASC NULLS LAST, ingest_sub_ns ASC, pos ASC);

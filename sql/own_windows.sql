@@ -3,7 +3,7 @@
 -- being found; sql/totals.sql then moves the losing copies to their winners' windows.
 -- Spend stays HUGEINT here and in all_windows; sql/spend_overflow.sql checks it fits BIGINT before
 -- sql/window_facts.sql and sql/ledger.sql cast it.
---   late: the stream's watermark would have dropped it (ingest_time - event_time > allowed lateness)
+--   late: the stream's watermark would have dropped it (ingest_time - event_time > allowed lateness, to the ns)
 CREATE OR REPLACE TEMP TABLE own_windows AS
 SELECT
   ad_id,
@@ -11,7 +11,7 @@ SELECT
   count(*)::BIGINT AS clicks,
   count(cost_micros)::BIGINT AS costed,
   sum(cost_micros) AS spend_micros,  -- HUGEINT: a window's own copies may exceed BIGINT before dedup
-  count_if(ingest_us - event_us > $stream_lateness_us)::BIGINT AS late_clicks
+  count_if(arrived_late(ingest_us, ingest_sub_ns, event_us, event_sub_ns, $stream_lateness_us))::BIGINT AS late_clicks
 FROM clicks
 WHERE reason IS NULL
 GROUP BY ad_id, minute;

@@ -1,6 +1,6 @@
 -- Validation rules for one stream row, first failing rule wins (README, rule 6).
 -- Returns the quarantine reason, or NULL for a valid row.
---   window_ns: the part of window_start below the microsecond in the source (ns files only; else 0),
+--   window_ns: the ns below the microsecond window_start was floored to (ns files only; else 0),
 --              so a ns value 10:05:00.000000001 is judged at full precision.
 CREATE OR REPLACE TEMP MACRO stream_invalid_reason(ad_id, window_start, clicks, spend_micros, window_ns) AS
   CASE

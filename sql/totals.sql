@@ -11,7 +11,7 @@
 CREATE OR REPLACE TEMP TABLE all_windows AS
 WITH moves AS (
   SELECT ad_id, minute, -1 AS clicks, -(cost_micros IS NOT NULL)::INTEGER AS costed, -cost_micros AS spend_micros,
-         -(ingest_us - event_us > $stream_lateness_us)::INTEGER AS late_clicks, 0 AS duplicate_copies
+         -arrived_late(ingest_us, ingest_sub_ns, event_us, event_sub_ns, $stream_lateness_us)::INTEGER AS late_clicks, 0 AS duplicate_copies
   FROM copies WHERE copy_rank > 1
   UNION ALL
   SELECT won_ad_id, won_minute, 0, 0, NULL, 0, 1

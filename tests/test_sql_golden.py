@@ -9,6 +9,7 @@ from itertools import pairwise
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -26,10 +27,12 @@ def con():
     c.close()
 
 
-def reason(con, click_id, ad_id, event_time, cost, skew_us=300_000_000):
+def reason(con, click_id, ad_id, event_time, cost, skew_us=300_000_000, event_ns=0):
+    """event_time (a datetime, µs) plus event_ns nanoseconds (0..999) below its µs."""
     return con.execute(
-        "SELECT invalid_reason($c::BIGINT, $a::BIGINT, $e::TIMESTAMPTZ, $k::BIGINT, $ep, $s)",
-        {"c": click_id, "a": ad_id, "e": event_time, "k": cost, "ep": SNOWFLAKE_EPOCH_MS, "s": skew_us},
+        "SELECT invalid_reason($c::BIGINT, $a::BIGINT, epoch_us($e::TIMESTAMPTZ), $n::SMALLINT, $k::BIGINT, $ep, $s)",
+        {"c": click_id, "a": ad_id, "e": event_time, "n": event_ns, "k": cost, "ep": SNOWFLAKE_EPOCH_MS,
+         "s": skew_us},
     ).fetchone()[0]
 
 
@@ -45,6 +48,9 @@ def test_validate_sql_rules_in_order(con) -> None:
     assert reason(con, good, 1, t, -1) == "negative_cost"
     assert reason(con, good, 1, t + dt.timedelta(minutes=5), 0) is None
     assert reason(con, good, 1, t + dt.timedelta(minutes=5, microseconds=1), 0) == "id_time_mismatch"
+    assert reason(con, good, 1, t + dt.timedelta(minutes=5), 0, event_ns=1) == "id_time_mismatch"  # 1 ns over
+    assert reason(con, good, 1, t - dt.timedelta(minutes=5), 0, event_ns=0) is None  # exactly the skew below
+    assert reason(con, good, 1, t - dt.timedelta(minutes=5, microseconds=1), 0, event_ns=999) == "id_time_mismatch"
     assert reason(con, good, 1, t - dt.timedelta(minutes=6), 0) == "id_time_mismatch"
     assert reason(con, good, 1, t + dt.timedelta(days=3), 0, skew_us=None) is None
 
@@ -63,8 +69,8 @@ def land(con, rows):
         "reason": pa.array([r[7] for r in rows], pa.string()),
     }))
     con.execute("CREATE TEMP TABLE clicks AS SELECT click_id, ad_id, epoch_us(event_time) AS event_us, "
-                "epoch_us(ingest_time) AS ingest_us, cost_micros, (file_id::BIGINT << 40) | row_no AS pos, reason "
-                "FROM src")
+                "0::SMALLINT AS event_sub_ns, epoch_us(ingest_time) AS ingest_us, 0::SMALLINT AS ingest_sub_ns, "
+                "cost_micros, (file_id::BIGINT << 40) | row_no AS pos, reason FROM src")
 
 
 def test_dedup_sql_winner_copies_conflict(con) -> None:
@@ -483,8 +489,9 @@ def test_shared_windows_are_exactly_the_minutes_two_spans_hold(spans) -> None:
 
 
 @pytest.mark.parametrize("rng", [(None, None), (None, "mid"), ("mid", None)])
-def test_read_native_sql_lands_what_the_arrow_path_lands(tmp_path, rng) -> None:
-    """DuckDB's reader and the Arrow path give the same clicks table, units, zones and gaps included."""
+def test_read_native_sql_lands_what_the_arrow_path_lands(tmp_path, monkeypatch, caplog, rng) -> None:
+    """land_clicks through DuckDB's reader and through the Arrow path give the same clicks table: units
+    (nanoseconds included, either side of a µs), zones, nulls, invalid rows, the dt-only cutoff."""
     from billing import validate
     from billing.config import ReconcileConfig
     from billing.read import ClickRange, Horizon, discover_raw, inspect_raw
@@ -498,6 +505,14 @@ def test_read_native_sql_lands_what_the_arrow_path_lands(tmp_path, rng) -> None:
              if k in ms_naive.names} for i in range(5)]
     rows.append({"click_id": None, "ad_id": 3, "event_time": None, "ingest_time": None})
     write_raw(raw, "dt=2026-11-26/hour=10/a.parquet", rows, ms_naive)
+    base = int(at(10, 30).timestamp()) * 10**9
+    offsets = (-1, 0, 1, 999, 1000, -1001)  # ns either side of a µs
+    ns_ids = [cid(at(10, 30), 40 + k) for k in range(len(offsets))]
+    pq.write_table(pa.table({
+        "click_id": pa.array(ns_ids, pa.int64()), "ad_id": pa.array([4] * len(offsets), pa.int64()),
+        "event_time": pa.array([base + d for d in offsets], pa.timestamp("ns", "UTC")),
+        "ingest_time": pa.array([base + 10**9 + d for d in offsets], pa.timestamp("ns", "UTC")),
+        "cost_micros": pa.array([5] * len(offsets), pa.int64())}), raw / "dt=2026-11-26/hour=10/n.parquet")
     write_raw(raw, "dt=2026-11-26/hour=11/b.parquet",
               [click(at(11, i), seq=i, cost=-i, extra="x") for i in range(5)])
     write_raw(raw, "dt=2026-11-27/c.parquet", [click(at(23, 59), seq=9, ingest=at(25)),
@@ -507,16 +522,41 @@ def test_read_native_sql_lands_what_the_arrow_path_lands(tmp_path, rng) -> None:
     mid = cid(at(10, 3), 3)
     cr = ClickRange(*(mid if x == "mid" else None for x in rng))
     cfg = ReconcileConfig(date=dt.date(2026, 11, 26), raw=str(raw), stream="", out="")
-    con_a = engine.connect(memory_limit=256 << 20, threads=1)
-    con_b = engine.connect(memory_limit=256 << 20, threads=1)
-    validate.land_native(con_a, store, sources, cr, cfg)
-    validate.land_clicks(con_b, store, [s for s in sources], cr, cfg)  # local: native too, so force Arrow:
-    con_b.execute("DROP TABLE clicks")
-    from billing.read import ReadFailure, click_reader
-
-    con_b.register("click_source", click_reader(store, sources, cr, ReadFailure()))
-    sql.run(con_b, "read", epoch_ms=SNOWFLAKE_EPOCH_MS, max_skew_us=300_000_000)
+    assert validate.native_readable(sources)
     q = "SELECT * FROM clicks ORDER BY pos"
-    native, arrow = con_a.execute(q).fetchall(), con_b.execute(q).fetchall()
-    assert native == arrow and len(native) >= 2
-    assert any(r[-1] == "negative_cost" for r in native) or rng == (None, "mid")
+    con = engine.connect(memory_limit=256 << 20, threads=1)
+    validate.land_clicks(con, store, sources, cr, cfg)
+    native = con.execute(q).fetchall()
+    con.close()
+    assert "reading through Arrow" not in caplog.text  # DuckDB's reader did land it
+    monkeypatch.setattr(validate, "native_readable", lambda sources: False)
+    con = engine.connect(memory_limit=256 << 20, threads=1)
+    validate.land_clicks(con, store, sources, cr, cfg)
+    arrow = con.execute(q).fetchall()
+    con.close()
+    assert native == arrow
+    cols = ["click_id", "ad_id", "event_us", "event_sub_ns", "ingest_us", "ingest_sub_ns", "cost_micros", "pos",
+            "reason"]
+    got = {r[0]: dict(zip(cols, r, strict=True)) for r in native if r[0] is not None}
+    if rng != (None, "mid"):  # the ns file lies above mid: floored µs and the ns below, whatever the sign
+        for i, d in zip(ns_ids, offsets, strict=True):
+            r = got[i]
+            assert (r["event_us"] * 1000 + r["event_sub_ns"], r["ingest_us"] * 1000 + r["ingest_sub_ns"]) == (
+                base + d, base + 10**9 + d)
+            assert 0 <= r["event_sub_ns"] < 1000
+        assert sum(r["reason"] == "negative_cost" for r in got.values()) == 4  # cost -1..-4; cost 0 is fine
+        assert cid(at(23, 59), 9) in got and cid(at(23, 58), 8) not in got  # dt-only cutoff
+    else:
+        assert all(r["click_id"] < mid for r in got.values()) and len(got) == 3
+
+
+def test_arrived_late_is_exact_to_the_ns(con) -> None:
+    """ingest - event > lateness, on floored µs plus the ns below each (sql/validate.sql)."""
+    def late(i_us, i_ns, e_us, e_ns, lateness_us=10):
+        return con.execute("SELECT arrived_late($a::BIGINT, $b::SMALLINT, $c::BIGINT, $d::SMALLINT, $l::BIGINT)",
+                           {"a": i_us, "b": i_ns, "c": e_us, "d": e_ns, "l": lateness_us}).fetchone()[0]
+
+    for i_us, i_ns, e_us, e_ns in [(110, 0, 100, 0), (110, 1, 100, 0), (110, 0, 100, 1), (111, 0, 100, 999),
+                                   (110, 999, 100, 999), (109, 999, 100, 0), (-90, 5, -100, 4), (-90, 4, -100, 5)]:
+        exact = (i_us * 1000 + i_ns) - (e_us * 1000 + e_ns) > 10 * 1000  # reckoned in whole ns
+        assert late(i_us, i_ns, e_us, e_ns) is exact, (i_us, i_ns, e_us, e_ns)

@@ -249,7 +249,7 @@ def check_bad_rows_outputs(vdir: Path, summary: dict[str, Any]) -> None:
     assert "note" in q.column_names
     got = [(r["source_file"], r["source_row"], r["reason"], r["ad_id"], r["clicks"], r["spend_micros"],
             r["note"]) for r in q.to_pylist()]
-    want_q = [(f"{PART}/{f}", i, r, ad, c, sp, str(note)) for f, i, r, ad, c, sp, note in want["quarantine"]]
+    want_q = [(f"{PART}/{f}", i, r, ad, c, sp, json.dumps(note)) for f, i, r, ad, c, sp, note in want["quarantine"]]
     assert got == want_q  # sorted by (source_file, source_row); conflicting extra types kept as text
     # invalid rows count nowhere else: no phantom or shifted key, stream clicks only from valid in-day rows
     d = drift_rows(vdir)
