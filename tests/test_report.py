@@ -94,16 +94,18 @@ def test_csv_exports_open_as_utf8_with_iso_times(published: Path) -> None:
         d["money_at_risk_micros"] or 0 for d in drift)
 
 
-def test_report_command_rerenders_from_stored_outputs(published: Path, tmp_path: Path) -> None:
+def test_report_command_rerenders_from_stored_outputs(published: Path, tmp_path: Path, demo_lake: Path) -> None:
+    import shutil
+
     names = ("report.html", "drift_flagged.csv", "ads_daily.csv")
-    before = {n: (published / n).read_bytes() for n in names}
-    for n in names:
-        (published / n).unlink()
-    (published / "totals.parquet").rename(published / "totals.bak")  # proves nothing is recomputed from raw
-    (published / "totals.bak").rename(published / "totals.parquet")
+    before = {p.name: p.read_bytes() for p in published.iterdir()}
+    shutil.rmtree(demo_lake / "raw")  # proves nothing is recomputed from raw
     r = CliRunner().invoke(cli, ["report", "--date", "2026-11-26", "--out", str(tmp_path / "out")])
     assert r.exit_code == 0, r.output
-    assert {n: (published / n).read_bytes() for n in names} == before
+    rendered = tmp_path / "out" / "dt=2026-11-26" / "_rendered" / "v=1"
+    assert r.stdout.strip() == str(rendered / "report.html")
+    assert {n: (rendered / n).read_bytes() for n in names} == {n: before[n] for n in names}
+    assert {p.name: p.read_bytes() for p in published.iterdir()} == before  # the version itself is untouched
 
 
 @pytest.mark.integration
