@@ -358,6 +358,8 @@ def _version(v: int, option: str) -> int:
 def report(**kw: Any) -> None:
     """Re-render report.html and the CSV exports of the current version from its stored outputs.
 
+    They go to OUT/dt=D/_rendered/v=N/ (printed); the committed version itself is never rewritten.
+
     \b
     Example:
       billing report --date 2026-11-26 --out ./out

@@ -28,6 +28,7 @@ POINTS = (
     "mid_write_report",
     "before_manifest",
     "before_commit",
+    "after_promote",
     "after_commit",
 )
 

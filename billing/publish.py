@@ -1,18 +1,23 @@
-"""Publish stage: a day's outputs become a numbered version, committed in one atomic write.
+"""Publish stage: a day's outputs become a numbered version, committed in one conditional write.
 
 Layout under OUT::
 
-    dt=D/_current.json      {"version": N, "dir": "v=N"}  -- the commit point; readers start here
-    dt=D/_lock.json         held while a run for D is in progress
-    dt=D/v=N/...            the files of version N; manifest.json is written last
+    dt=D/_current.json        {"version": N, "dir": "v=N"}  -- the commit point; readers start here
+    dt=D/_lock.json           held while a run for D is in progress, renewed by a heartbeat
+    dt=D/_claims/v=N.json     who claimed version number N (created exclusively, never reused)
+    dt=D/_staging/v=N-<run>/  a version being written (``_``: Hive-style readers skip it)
+    dt=D/v=N/...              the files of committed version N; manifest.json is the last to arrive
 
 A run stages every output locally, hashes it, and compares with the current
-version: identical outputs commit nothing ("unchanged"). Otherwise it uploads the
-files into a fresh ``v=N`` (N = one more than any folder present, abandoned ones
-included) and then writes ``_current.json``: a single PUT on S3, a rename locally.
-A run killed at any point before that write leaves the previous version current.
-Each manifest names the version that was current when it committed, so the chain
-of manifests from ``_current.json`` backwards is the day's history.
+version: identical outputs commit nothing ("unchanged"). Otherwise it claims the next
+version number, uploads the files under ``_staging/``, promotes them to ``v=N`` (one
+rename locally, server-side copies on S3) and then moves ``_current.json``: only if it
+still holds what this run read when it took the lock (``If-Match`` on S3, compare and
+rename under ``flock`` locally), and only while the lock is still this run's. A run
+killed at any point before that write leaves the previous version current; whatever it
+left under ``_staging/`` or in a promoted but never committed ``v=N`` is deleted by the
+next run that takes the lock. Each manifest names the version that was current when it
+committed, so the chain of manifests from ``_current.json`` backwards is the day's history.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import logging
 import os
 import re
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -36,7 +42,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from billing import faults
-from billing.errors import BadInputError, LockedError
+from billing.config import parse_duration
+from billing.errors import BadInputError, LockedError, StorageError
 from billing.storage import Store, read_text
 
 log = logging.getLogger(__name__)
@@ -44,11 +51,26 @@ log = logging.getLogger(__name__)
 CURRENT = "_current.json"
 LOCK = "_lock.json"
 MANIFEST = "manifest.json"
-SUMMARY = "summary.json"
+CLAIMS = "_claims"
+STAGING = "_staging"
 _VERSION_DIR = re.compile(r"^v=(\d+)$")
+_CLAIM = re.compile(r"^v=(\d+)\.json$")
 
-#: A lock older than this is stale even if its holder cannot be checked (another host).
-LOCK_TTL = dt.timedelta(hours=int(os.environ.get("BILLING_LOCK_TTL_HOURS", "6")))
+#: A lock not renewed for this long is stale, whoever holds it and wherever.
+DEFAULT_LOCK_TTL = dt.timedelta(minutes=2)
+
+
+def lock_ttl() -> dt.timedelta:
+    """``BILLING_LOCK_TTL`` (a duration: ``90s``, ``2m``), else the older ``BILLING_LOCK_TTL_HOURS``, else 2 min."""
+    text = os.environ.get("BILLING_LOCK_TTL")
+    if text:
+        ttl = parse_duration(text)
+        assert ttl is not None
+        return ttl
+    hours = os.environ.get("BILLING_LOCK_TTL_HOURS")
+    if hours:
+        return dt.timedelta(hours=float(hours))
+    return DEFAULT_LOCK_TTL
 
 
 def write_parquet(table: pa.Table, path: Path, sorted_by: tuple[str, ...] = ()) -> None:
@@ -94,6 +116,7 @@ class Day:
         self.out = out
         self.date = date
         self.prefix = f"dt={date.isoformat()}"
+        self.held: DayLock | None = None
 
     def path(self, *parts: str) -> str:
         return "/".join((self.prefix, *parts))
@@ -154,65 +177,90 @@ class Day:
 
     # --- locking -------------------------------------------------------------------------------
     @contextlib.contextmanager
-    def lock(self, run_id: str) -> Iterator[None]:
-        holder = {"host": socket.gethostname(), "pid": os.getpid(), "run_id": run_id,
-                  "acquired_at": _now().isoformat(), "expires_at": (_now() + LOCK_TTL).isoformat()}
-        body = json.dumps(holder, allow_nan=False).encode()
-        if not self.out.create_exclusive(self.path(LOCK), body):
-            other = self._read_lock()
-            if other is not None and other.get("run_id") == run_id:
-                pass  # our own create went through and its answer was lost; the retry saw it
-            elif other is not None and not _stale(other):
-                raise LockedError(
-                    f"{self.date} is being reconciled by another run (host {other.get('host')}, "
-                    f"pid {other.get('pid')}, run {other.get('run_id')}, since {other.get('acquired_at')}); "
-                    f"lock: {self.url(LOCK)}")
-            else:
-                log.warning("breaking stale lock %s held by %s", self.url(LOCK), other)
-                self.out.delete(self.path(LOCK))
-                if not self.out.create_exclusive(self.path(LOCK), body):
-                    raise LockedError(f"{self.date}: lost the race for {self.url(LOCK)} to another run")
+    def lock(self, run_id: str) -> Iterator[DayLock]:
+        """Hold the day's lock (renewed by a heartbeat) until the block ends; :meth:`publish` needs it."""
+        held = DayLock(self, run_id, lock_ttl())
+        held.acquire()
+        self.held = held
         try:
-            yield
+            self._clear_uncommitted(held)
+            yield held
         finally:
-            mine = self._read_lock()
-            if mine is not None and mine.get("run_id") == run_id:
-                self.out.delete(self.path(LOCK))
+            self.held = None
+            held.release()
 
-    def _read_lock(self) -> dict[str, Any] | None:
-        text = read_text(self.out, self.path(LOCK))
-        if text is None:
-            return None
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError:
-            return {}
+    def _committed(self, current: int | None) -> tuple[set[int], bool]:
+        """Versions on the manifest chain from ``current``, and whether the chain reached its start."""
+        seen: set[int] = set()
+        v = current
+        while v is not None and v not in seen:
+            text = read_text(self.out, self.path(f"v={v}", MANIFEST))
+            if text is None:
+                return seen, False
+            seen.add(v)
+            v = json.loads(text).get("previous_version")
+        return seen, True
+
+    def _clear_uncommitted(self, held: DayLock) -> None:
+        """Delete what runs that never committed left behind: staging folders and promoted ``v=N``.
+
+        Only the lock holder does this, so nothing it deletes belongs to a live run that still
+        holds the lock. A ``v=N`` below the current version is deleted only when the chain of
+        manifests proves it is not part of the day's history.
+        """
+        current = held.base_version
+        committed, complete = self._committed(current)
+        for n in self.version_dirs():
+            if n in committed or (not complete and current is not None and n < current):
+                continue
+            log.warning("deleting %s: a version that was never committed", self.url(f"v={n}"))
+            # its number stays taken (folders left by older code have no claim yet)
+            self.out.create_exclusive(self.path(CLAIMS, f"v={n}.json"), _dumps({"version": n, "run_id": None}))
+            self.out.delete_tree(self.path(f"v={n}"))
+        for name in self.out.list_dirs(self.path(STAGING)):
+            log.info("deleting %s: left by a run that did not finish", self.url(STAGING, name))
+            self.out.delete_tree(self.path(STAGING, name))
 
     # --- committing ----------------------------------------------------------------------------
+    def _claim(self, run_id: str, above: int) -> int:
+        """The next version number, claimed exclusively: two runs never write into the same ``v=N``."""
+        taken = [int(m.group(1)) for f in self.out.list_files(self.path(CLAIMS))
+                 if (m := _CLAIM.match(f.path.rsplit("/", 1)[-1]))]
+        n = max([above, *taken, *self.version_dirs()]) + 1
+        body = _dumps({"version": n, "run_id": run_id, "host": socket.gethostname(), "pid": os.getpid(),
+                       "claimed_at": _now().isoformat()})
+        while not self.out.create_exclusive(self.path(CLAIMS, f"v={n}.json"), body):
+            n += 1
+        return n
+
     def publish(self, staged: dict[str, Path], manifest: dict[str, Any], *,
                 compare: tuple[str, ...]) -> Commit:
         """Commit the staged files as a new version unless they equal the current one's.
 
-        ``compare`` names the files whose hashes decide "unchanged".
-        ``manifest`` is completed here (version, previous version, hashes) and written last.
+        ``compare`` names the files whose hashes decide "unchanged". ``manifest`` is completed
+        here (version, previous version, hashes) and arrives last. The caller holds :meth:`lock`.
         """
+        held = self.held
+        if held is None:
+            raise RuntimeError("publish() needs the day's lock")
         hashes = {name: sha256_file(p) for name, p in sorted(staged.items())}
-        current = self.current_version()
+        current = held.base_version
         previous_manifest = self.read_json(current, MANIFEST) if current is not None else None
         if previous_manifest is not None:
             prev_hashes = {k: v["sha256"] for k, v in previous_manifest.get("outputs", {}).items()}
             if all(prev_hashes.get(n) == hashes[n] for n in compare):
                 log.info("outputs identical to version %d: unchanged, nothing committed", current)
                 return Commit(current, True, self.url(f"v={current}"))
-        version = max([0, *self.version_dirs(), current or 0]) + 1
-        vdir = f"v={version}"
+        held.check_commit()
+        version = self._claim(held.run_id, current or 0)
+        vdir, staging = f"v={version}", self.path(STAGING, f"v={version}-{held.run_id}")
         for name, local in sorted(staged.items()):
             point = f"mid_write_{name.split('.', 1)[0]}"
-            if faults.armed(point):  # die with half the file written where readers could look
+            if faults.armed(point):  # die with half the file written
                 data = local.read_bytes()
-                self.out.write_bytes(self.path(vdir, name), data[: len(data) // 2])
+                self.out.write_bytes(f"{staging}/{name}", data[: len(data) // 2])
                 faults.point(point)
-            self.out.upload(self.path(vdir, name), local)
+            self.out.upload(f"{staging}/{name}", local)
         manifest = dict(manifest)
         manifest["version"] = version
         manifest["previous_version"] = current
@@ -220,12 +268,159 @@ class Day:
         manifest["previous_outputs"] = (
             {k: v["sha256"] for k, v in previous_manifest["outputs"].items()} if previous_manifest else None)
         faults.point("before_manifest")
-        self.out.write_bytes(self.path(vdir, MANIFEST), _dumps(manifest))
+        self.out.write_bytes(f"{staging}/{MANIFEST}", _dumps(manifest))
         faults.point("before_commit")
-        self.out.write_bytes(self.path(CURRENT), _dumps({"version": version, "dir": vdir}))
+        held.check_commit()
+        self.out.promote(staging, self.path(vdir), [*sorted(staged), MANIFEST])
+        faults.point("after_promote")
+        held.commit(self.path(CURRENT), _dumps({"version": version, "dir": vdir}), version)
         faults.point("after_commit")
         log.info("committed %s", self.url(vdir))
         return Commit(version, False, self.url(vdir))
+
+
+class DayLock:
+    """A held day lock: a heartbeat thread renews it; the commit is fenced by it.
+
+    The lock file names its holder and an ``expires_at`` one TTL ahead; the heartbeat rewrites
+    it every quarter TTL with a conditional write that succeeds only while the file is still
+    the one this run last wrote. When it is not (another run found it expired and took it
+    over), or renewals keep failing past the TTL, the lock is lost and the run stops before
+    its commit. ``base`` is ``_current.json`` as read right after the lock was taken: the
+    commit moves it only from exactly that state.
+    """
+
+    def __init__(self, day: Day, run_id: str, ttl: dt.timedelta) -> None:
+        self.day = day
+        self.run_id = run_id
+        self.ttl = ttl
+        self.tag: str | None = None
+        self.base_tag: str | None = None
+        self.base_version: int | None = None
+        self._lost: str | None = None
+        self._beats = 0
+        self._renewed = time.monotonic()
+        self._mutex = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def _path(self) -> str:
+        return self.day.path(LOCK)
+
+    def _body(self) -> bytes:
+        now = _now()
+        self._beats += 1
+        return json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "run_id": self.run_id,
+                           "acquired_at": self._acquired_at, "renewed_at": now.isoformat(),
+                           "expires_at": (now + self.ttl).isoformat(), "beat": self._beats}).encode()
+
+    def acquire(self) -> None:
+        store, url = self.day.out, self.day.url(LOCK)
+        self._acquired_at = _now().isoformat()
+        body = self._body()
+        tag = store.write_if(self._path, body, None)
+        if tag is None:
+            found = store.read_tagged(self._path)
+            other = _parse_lock(found[0]) if found else None
+            if found is None:  # released between our create and our read: one more try
+                tag = store.write_if(self._path, body, None)
+            elif other is not None and other.get("run_id") == self.run_id:
+                tag = found[1]  # our own create went through and its answer was lost; the retry saw it
+            elif other is not None and not _stale(other):
+                raise LockedError(
+                    f"{self.day.date} is being reconciled by another run (host {other.get('host')}, "
+                    f"pid {other.get('pid')}, run {other.get('run_id')}, since {other.get('acquired_at')}, "
+                    f"lock renewed until {other.get('expires_at')}); lock: {url}")
+            else:
+                log.warning("breaking stale lock %s held by %s", url, other)
+                tag = store.write_if(self._path, body, found[1])  # only one breaker can win
+            if tag is None:
+                raise LockedError(f"{self.day.date}: lost the race for {url} to another run")
+        self.tag = tag
+        self._renewed = time.monotonic()
+        base = store.read_tagged(self.day.path(CURRENT))
+        if base is not None:
+            self.base_tag = base[1]
+            self.base_version = int(json.loads(base[0])["version"])
+        self._thread = threading.Thread(target=self._heartbeat, name=f"billing-lock-{self.run_id}", daemon=True)
+        self._thread.start()
+
+    def _heartbeat(self) -> None:
+        interval = min(max(self.ttl.total_seconds() / 4, 0.2), 60.0)
+        while not self._stop.wait(interval):
+            try:
+                self.renew()
+            except LockedError:
+                return  # lost: check_commit() reports it
+            except StorageError as e:
+                if time.monotonic() - self._renewed > self.ttl.total_seconds():
+                    self._lost = f"could not renew it for longer than its TTL ({e})"
+                    return
+                log.warning("could not renew the day's lock, will retry: %s", e)
+
+    def renew(self) -> None:
+        """Extend the lock by one TTL, if it is still ours; otherwise mark it lost and raise."""
+        with self._mutex:
+            if self._lost is None:
+                tag = self.day.out.write_if(self._path, self._body(), self.tag)
+                if tag is not None:
+                    self.tag, self._renewed = tag, time.monotonic()
+                    return
+                found = self.day.out.read_tagged(self._path)
+                other = _parse_lock(found[0]) if found else None
+                self._lost = ("it was released" if other is None else
+                              f"run {other.get('run_id')} (host {other.get('host')}, pid {other.get('pid')}) "
+                              f"took it over")
+            raise LockedError(self._lost_message())
+
+    def _lost_message(self) -> str:
+        text = read_text(self.day.out, self.day.path(CURRENT))
+        now = None if text is None else int(json.loads(text)["version"])
+        meanwhile = (f"; another run committed version {now} meanwhile" if now != self.base_version else "")
+        return (f"{self.day.date}: this run lost the day's lock ({self._lost}){meanwhile}; "
+                f"nothing published (lock: {self.day.url(LOCK)})")
+
+    def check_commit(self) -> None:
+        """Right before a commit step: the lock is still ours (renewed now) and nobody committed since."""
+        self.renew()
+        found = self.day.out.read_tagged(self.day.path(CURRENT))
+        if (found[1] if found else None) != self.base_tag:
+            now = int(json.loads(found[0])["version"]) if found else None
+            raise LockedError(f"{self.day.date}: another run committed version {now} meanwhile "
+                              f"(this run started from version {self.base_version}); nothing published")
+
+    def commit(self, path: str, body: bytes, version: int) -> None:
+        """Move ``_current.json`` to ``version``: only from the state read at lock time, only while locked."""
+        vdir = self.day.path(f"v={version}")
+        try:
+            self.check_commit()
+            if self.day.out.write_if(path, body, self.base_tag) is None:
+                self.check_commit()  # raises, naming what happened
+                raise LockedError(f"{self.day.date}: {self.day.url(CURRENT)} changed under this run; "
+                                  f"nothing published")
+        except LockedError:
+            self.day.out.delete_tree(vdir)  # it never became a version
+            raise
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        with self._mutex:
+            if self._lost is not None:
+                return
+            found = self.day.out.read_tagged(self._path)
+            if found is not None and found[1] == self.tag:
+                self.day.out.delete(self._path)
+
+
+def _parse_lock(data: bytes) -> dict[str, Any]:
+    try:
+        parsed = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
 
 
 def _dumps(obj: Any) -> bytes:
@@ -233,12 +428,14 @@ def _dumps(obj: Any) -> bytes:
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(microsecond=0)
+    """Lock times keep milliseconds: a TTL may be a second or two."""
+    now = dt.datetime.now(dt.UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
 def _stale(lock: dict[str, Any]) -> bool:
     try:
-        if dt.datetime.fromisoformat(lock["expires_at"]) < _now():
+        if dt.datetime.fromisoformat(lock["expires_at"]) <= _now():  # a TTL of 0 expires at once
             return True
     except (KeyError, ValueError):
         return True

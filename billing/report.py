@@ -470,8 +470,17 @@ def _plain(v: Any) -> Any:
 
 # --- re-rendering a stored version -------------------------------------------------------------
 
+#: Where ``billing report`` writes: outside every ``v=N`` (a committed version is immutable), and
+#: under a name starting with ``_``, so readers of ``dt=*/v=*/`` never see it.
+RENDERED = "_rendered"
+
+
 def rerender(day: Any) -> str:
-    """Render the current version's report and CSVs again from its stored outputs (no recompute)."""
+    """Render the current version's report and CSVs again from its stored outputs (no recompute).
+
+    They go to ``dt=D/_rendered/v=N/``, never into ``v=N`` itself: the files there keep the
+    hashes their manifest records. Rendering twice writes the same bytes to the same place.
+    """
     import billing
 
     version = day.require_current()
@@ -485,5 +494,5 @@ def rerender(day: Any) -> str:
                            inputs=manifest.get("inputs", {}),
                            code_version=manifest.get("package", {}).get("version", billing.__version__))
         for name, path in sorted(paths.items()):
-            day.out.upload(day.path(f"v={version}", name), path)
-    return day.url(f"v={version}", REPORT)
+            day.out.upload(day.path(RENDERED, f"v={version}", name), path)
+    return day.url(RENDERED, f"v={version}", REPORT)

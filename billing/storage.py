@@ -1,8 +1,9 @@
 """Where data lives: local folders and S3 (or an S3-compatible endpoint), behind one small API.
 
 Paths inside a store are relative, ``/``-separated. Reads of Parquet go through
-pyarrow's filesystem layer; listing, small writes and conditional creates go through
-boto3 on S3 (it reports ETags and supports ``If-None-Match``). Transient S3 faults
+pyarrow's filesystem layer; listing, small writes and conditional writes go through
+boto3 on S3 (it reports ETags and supports ``If-None-Match`` and ``If-Match``). Locally a
+conditional write compares and renames while holding ``flock`` on the folder. Transient S3 faults
 (HTTP 500/503, throttling, dropped connections) are retried with backoff by both
 clients; what still fails becomes a :class:`StorageError` (exit 2).
 """
@@ -10,9 +11,12 @@ clients; what still fails becomes a :class:`StorageError` (exit 2).
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import hashlib
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -49,6 +53,9 @@ class Store(Protocol):
     def write_bytes(self, path: str, data: bytes) -> None: ...
     def upload(self, path: str, local_file: Path) -> None: ...
     def create_exclusive(self, path: str, data: bytes) -> bool: ...
+    def read_tagged(self, path: str) -> tuple[bytes, str] | None: ...
+    def write_if(self, path: str, data: bytes, expect: str | None) -> str | None: ...
+    def promote(self, src_prefix: str, dst_prefix: str, names: list[str]) -> None: ...
     def delete(self, path: str) -> None: ...
     def delete_tree(self, prefix: str) -> None: ...
     def url(self, path: str) -> str: ...
@@ -166,11 +173,18 @@ class LocalStore:
     def upload(self, path: str, local_file: Path) -> None:
         target = self._p(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".tmp-{target.name}")
-        shutil.copyfile(local_file, tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".tmp-{target.name}-")  # two writers never share it
+        os.close(fd)
+        try:
+            shutil.copyfile(local_file, tmp)
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
 
     def create_exclusive(self, path: str, data: bytes) -> bool:
         target = self._p(path)
@@ -185,12 +199,69 @@ class LocalStore:
             os.fsync(f.fileno())
         return True
 
+    def read_tagged(self, path: str) -> tuple[bytes, str] | None:
+        """Content and its tag (SHA-256 of the bytes: what a conditional write compares)."""
+        data = self.read_bytes(path)
+        return None if data is None else (data, _content_tag(data))
+
+    def write_if(self, path: str, data: bytes, expect: str | None) -> str | None:
+        """Replace ``path`` only if its tag is still ``expect`` (None: only if absent); the new tag, or None.
+
+        The compare and the rename happen while this process holds ``flock`` on the folder, which
+        every conditional write of the store takes: two of them never interleave on one host.
+        """
+        target = self._p(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with _flocked(target.parent):
+            now = self.read_tagged(path)
+            if (now[1] if now else None) != expect:
+                return None
+            self.write_bytes(path, data)
+        return _content_tag(data)
+
+    def promote(self, src_prefix: str, dst_prefix: str, names: list[str]) -> None:
+        """Make a staged folder appear under its final name in one rename (refused if the name is taken)."""
+        src, dst = self._p(src_prefix), self._p(dst_prefix)
+        missing = [n for n in names if not (src / n).is_file()]
+        if missing:
+            raise StorageError(f"cannot promote {src}: {', '.join(missing)} missing")
+        try:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            if dst.exists():  # rename() would silently replace an empty folder
+                raise FileExistsError(str(dst))
+            os.rename(src, dst)
+        except OSError as e:
+            raise StorageError(f"cannot rename {src} to {dst}: {e.strerror or e}") from e
+        _fsync_dir(dst.parent)
+        with contextlib.suppress(OSError):  # the staging parent, once empty, goes too
+            src.parent.rmdir()
+
     def delete(self, path: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self._p(path).unlink()
 
     def delete_tree(self, prefix: str) -> None:
-        shutil.rmtree(self._p(prefix), ignore_errors=True)
+        target = self._p(prefix)
+        try:
+            shutil.rmtree(target)
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            raise StorageError(f"cannot delete {target}: {e.strerror or e}") from e
+
+
+def _content_tag(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@contextlib.contextmanager
+def _flocked(folder: Path) -> Iterator[None]:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the flock
 
 
 def _fsync_dir(d: Path) -> None:
@@ -323,6 +394,42 @@ class S3Store:
                 return False
             raise self._fail("write", path, e) from e
         return True
+
+    def read_tagged(self, path: str) -> tuple[bytes, str] | None:
+        """Content and ETag, from one GET (so the two always belong together)."""
+        try:
+            resp = self._s3.get_object(Bucket=self.bucket, Key=self._key(path))
+            return resp["Body"].read(), resp["ETag"]
+        except self._s3.exceptions.NoSuchKey:
+            return None
+        except Exception as e:
+            raise self._fail("read", path, e) from e
+
+    def write_if(self, path: str, data: bytes, expect: str | None) -> str | None:
+        """One conditional PUT: ``If-Match: expect``, or ``If-None-Match: *`` when ``expect`` is None."""
+        from botocore.exceptions import ClientError
+
+        cond = {"IfNoneMatch": "*"} if expect is None else {"IfMatch": expect}
+        try:
+            resp = self._s3.put_object(Bucket=self.bucket, Key=self._key(path), Body=data, **cond)
+        except ClientError as e:
+            code = e.response.get("Error", {}).get("Code")
+            if code in ("PreconditionFailed", "ConditionalRequestConflict", "412", "NoSuchKey", "404"):
+                return None
+            raise self._fail("write", path, e) from e
+        except Exception as e:
+            raise self._fail("write", path, e) from e
+        return str(resp["ETag"])
+
+    def promote(self, src_prefix: str, dst_prefix: str, names: list[str]) -> None:
+        """Server-side copies in the given order (S3 has no rename), then the staged objects go."""
+        for name in names:
+            src, dst = join(src_prefix, name), join(dst_prefix, name)
+            try:  # the managed copy switches to multipart copy above 8 MB, so any size works
+                self._s3.copy({"Bucket": self.bucket, "Key": self._key(src)}, self.bucket, self._key(dst))
+            except Exception as e:
+                raise self._fail("copy to", dst, e) from e
+        self.delete_tree(src_prefix)
 
     def delete(self, path: str) -> None:
         try:

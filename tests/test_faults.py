@@ -72,7 +72,7 @@ def assert_version_intact(out, version: int) -> dict:
 KILL_POINTS = [p for p in faults.POINTS if p != "after_commit"]
 
 
-def crash_matrix(raw: str, stream: str, out, env: dict[str, str]) -> dict[str, int]:
+def crash_matrix(raw: str, stream: str, out, env: dict[str, str], versions_seen) -> dict[str, int]:
     base = ["reconcile", "--date", str(DEMO_DATE), "--raw", raw, "--stream", stream, "--out", out.uri,
             "--memory-limit", "1GB"]
     first = run_cli(base, env)
@@ -96,13 +96,18 @@ def crash_matrix(raw: str, stream: str, out, env: dict[str, str]) -> dict[str, i
     final = run_cli(restated, env)
     assert final.returncode == 3, final.stderr
     assert "unchanged" in final.stdout
+    # OUT/dt=*/v=*/*.parquet reads (DuckDB, pyarrow.dataset) and sees exactly the committed versions
+    assert versions_seen() == ({1, after}, {1, after})
     return {"killed": killed + 1, "version": after}
 
 
 @pytest.mark.slow
 def test_sigkill_at_every_point_local(demo_lake: Path, tmp_path: Path) -> None:
     out = LocalOut(tmp_path / "out")
-    result = crash_matrix(str(demo_lake / "raw"), str(demo_lake / "stream"), out, {})
+    from tests.test_publish import glob_versions_local
+
+    result = crash_matrix(str(demo_lake / "raw"), str(demo_lake / "stream"), out, {},
+                          lambda: glob_versions_local(out.root))
     clean = reconcile(ReconcileConfig(date=DEMO_DATE, raw=str(demo_lake / "raw"), stream=str(demo_lake / "stream"),
                                       out=str(tmp_path / "clean"), lateness=dt.timedelta(hours=3)))
     for name in OUTPUT_FILES:
@@ -118,7 +123,9 @@ def test_sigkill_at_every_point_s3(s3, demo_lake: Path) -> None:
     stream = s3.upload_tree(demo_lake / "stream", "stream")
     env = {k: os.environ[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION",
                                       "AWS_ENDPOINT_URL")}
-    result = crash_matrix(raw, stream, S3Out(s3, "out"), env)
+    from tests.test_publish import glob_versions_s3
+
+    result = crash_matrix(raw, stream, S3Out(s3, "out"), env, lambda: glob_versions_s3(s3, "out"))
     assert result["killed"] == len(faults.POINTS)
 
 

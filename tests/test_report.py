@@ -98,23 +98,23 @@ def test_csv_exports_open_as_utf8_with_iso_times(published: Path) -> None:
         d["money_at_risk_micros"] or 0 for d in drift)
 
 
-def test_report_command_rerenders_from_stored_outputs(published: Path, tmp_path: Path) -> None:
+def test_report_command_rerenders_from_stored_outputs(published: Path, tmp_path: Path, demo_lake: Path) -> None:
+
     names = ("report.html", "drift_flagged.csv", "ads_daily.csv")
-    before = {n: (published / n).read_bytes() for n in names}
-    for n in names:
-        (published / n).unlink()
-    lake = tmp_path / "lake"  # the demo_lake copy the run read
-    assert (lake / "raw").is_dir()
-    shutil.rmtree(lake / "raw")  # the inputs are gone: only the stored outputs can be rendered from
-    shutil.rmtree(lake / "stream")
+    before = {p.name: p.read_bytes() for p in published.iterdir()}
+    assert (demo_lake / "raw").is_dir()
+    shutil.rmtree(demo_lake / "raw")  # the inputs are gone: only the stored outputs can be rendered from
+    shutil.rmtree(demo_lake / "stream")
     r = CliRunner().invoke(cli, ["report", "--date", "2026-11-26", "--out", str(tmp_path / "out")])
     assert r.exit_code == 0, r.output
-    assert {n: (published / n).read_bytes() for n in names} == before
+    rendered = tmp_path / "out" / "dt=2026-11-26" / "_rendered" / "v=1"
+    assert r.stdout.strip() == str(rendered / "report.html")
+    assert {n: (rendered / n).read_bytes() for n in names} == {n: before[n] for n in names}
+    assert {p.name: p.read_bytes() for p in published.iterdir()} == before  # the version itself is untouched
 
 
 @pytest.mark.integration
 def test_report_in_headless_chromium(published: Path, tmp_path: Path) -> None:
-    import shutil
 
     from playwright.sync_api import sync_playwright
 

@@ -37,7 +37,9 @@ def test_rerun_is_byte_identical_and_commits_nothing(tmp_path: Path, demo_lake: 
     second = reconcile(cfg)
     assert second.commit.unchanged and second.commit.version == 1
     assert second.exit_code == first.exit_code == 3
-    assert sorted(p.name for p in (tmp_path / "out/dt=2026-11-26").iterdir()) == ["_current.json", "v=1"]
+    day = tmp_path / "out/dt=2026-11-26"
+    assert sorted(p.name for p in day.iterdir()) == ["_claims", "_current.json", "v=1"]
+    assert sorted(p.name for p in (day / "_claims").iterdir()) == ["v=1.json"]  # no number claimed for nothing
     # run into a fresh OUT and compare the bytes
     third = reconcile(config(tmp_path, raw=str(demo_lake / "raw"), stream=str(demo_lake / "stream"),
                              out=str(tmp_path / "again"), threads=1))
