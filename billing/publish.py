@@ -313,7 +313,7 @@ class DayLock:
         self._beats += 1
         return json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "run_id": self.run_id,
                            "acquired_at": self._acquired_at, "renewed_at": now.isoformat(),
-                           "expires_at": (now + self.ttl).isoformat(), "beat": self._beats}).encode()
+                           "expires_at": (now + self.ttl).isoformat(), "beat": self._beats}, allow_nan=False).encode()
 
     def acquire(self) -> None:
         store, url = self.day.out, self.day.url(LOCK)
