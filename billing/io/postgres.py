@@ -332,7 +332,7 @@ def _normalise(table: pa.Table) -> pa.Table:
             c = c.cast(pa.timestamp(c.type.unit, tz="UTC")).cast(TS) if c.type.tz is None else c.cast(TS)
         cols.append(c.cast(f.type))
     out = pa.Table.from_arrays(cols, schema=ROWS_SCHEMA)
-    order = pc.sort_indices(out, sort_keys=[(k, "ascending") for k in KEYS], null_placement="at_start")
+    order = pc.sort_indices(out, sort_keys=[(k, "ascending", "at_start") for k in KEYS])
     return out.take(order).combine_chunks()
 
 
