@@ -227,7 +227,7 @@ def reconcile(as_json: bool, **kw: Any) -> None:
     Example:
       billing reconcile --date 2026-11-26 --raw s3://lake/clicks --stream s3://lake/agg --out ./out
     """
-    from billing.pipeline import reconcile as run
+    from billing.run.local import reconcile as run
 
     _finish(run(build_config(**kw)), as_json=as_json)
 
@@ -251,7 +251,7 @@ def plan(**kw: Any) -> None:
     Example:
       billing plan --date 2026-11-26 --raw s3://lake/clicks --stream s3://lake/agg --out s3://lake/billing --slices 8
     """
-    from billing.pipeline import plan_day
+    from billing.run.distributed import plan_day
 
     _, uri = plan_day(build_config(**kw))
     click.echo(uri)
@@ -268,7 +268,7 @@ def run_slice(plan_uri: str, k: int, s3_endpoint: str | None) -> None:
     Example:
       billing run-slice --plan s3://lake/billing/dt=2026-11-26/_work/0123abcd/plan.json --slice 3
     """
-    from billing.pipeline import run_planned_slice
+    from billing.run.distributed import run_planned_slice
 
     click.echo(run_planned_slice(plan_uri, k, s3_endpoint=s3_endpoint))
 
@@ -284,7 +284,7 @@ def merge(plan_uri: str, s3_endpoint: str | None, as_json: bool) -> None:
     Example:
       billing merge --plan s3://lake/billing/dt=2026-11-26/_work/0123abcd/plan.json
     """
-    from billing.pipeline import merge_plan
+    from billing.run.distributed import merge_plan
 
     _finish(merge_plan(plan_uri, s3_endpoint=s3_endpoint), as_json=as_json)
 
@@ -324,8 +324,8 @@ def _print_summary(s: dict[str, Any], url: str, *, unchanged: bool, version: int
 
 
 def _day(kw: dict[str, Any]) -> Any:
-    from billing.publish import Day
-    from billing.storage import open_store
+    from billing.day.publish import Day
+    from billing.io.storage import open_store
 
     return Day(open_store(kw["out"], endpoint=kw.get("s3_endpoint")), parse_date(kw["date"]))
 
@@ -419,7 +419,7 @@ def diff_versions(from_v: int, to_v: int | None, csv_path: str | None, **kw: Any
     Example:
       billing diff-versions --date 2026-11-26 --out ./out --from 1 --to 2 --csv adjust.csv
     """
-    from billing.pipeline import TOTALS_PER_AD, per_ad_totals, restatement
+    from billing.day.restatement import TOTALS_PER_AD, per_ad_totals, restatement
 
     if csv_path and csv_path != "-":
         _check_writable(csv_path, "--csv")

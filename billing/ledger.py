@@ -1,4 +1,8 @@
-"""The row ledger: where every raw row read went, and the proof that it balances."""
+"""The row ledger: where every raw row read went, and the proof that it balances.
+
+A slice counts its rows into a :class:`Ledger`; the day adds the slices' ledgers up and checks
+the sum before anything is published. Shared by both, so it sits with the base modules.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from billing.errors import LedgerError
-
-REASONS = (
-    "null_click_id",
-    "null_ad_id",
-    "null_event_time",
-    "nonpositive_click_id",
-    "negative_cost",
-    "id_time_mismatch",
-)
+from billing.schemas import REASONS
 
 
 @dataclass
@@ -80,15 +76,6 @@ class Ledger:
             raise LedgerError("the ledger does not balance, nothing published: " + "; ".join(problems))
 
 
-#: Why a stream row is quarantined (sql/stream_validate.sql), in the order the rules are tried.
-STREAM_REASONS = (
-    "null_ad_id",
-    "null_window_start",
-    "null_clicks",
-    "negative_clicks",
-    "negative_spend",
-    "unaligned_window",
-)
 
 
 def check_stream_balance(stream: dict[str, Any], *, rows_in_day: int) -> None:

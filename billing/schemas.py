@@ -5,6 +5,8 @@
   read; their *values* are checked in DuckDB by ``sql/validate.sql``, never row by row
   in Python.
 * The output models are checked on the finished tables before anything is published.
+* The Arrow schemas stages hand each other (normalised click and stream rows, a slice's window
+  facts, quarantine pointers) are declared here too, so every column type has one home.
 
 Timestamps of any unit, zoned or naive (naive means UTC), are accepted on input and
 normalised to ``timestamp[us, UTC]``; integers of any width are accepted for ids and
@@ -21,9 +23,28 @@ import pyarrow as pa
 from pandera.errors import SchemaError, SchemaErrors
 
 from billing.errors import BadInputError, OutputContractError
-from billing.ledger import STREAM_REASONS
 
 TS = pa.timestamp("us", tz="UTC")
+
+#: Why a raw row is quarantined (sql/validate.sql), in the order the rules are tried.
+REASONS = (
+    "null_click_id",
+    "null_ad_id",
+    "null_event_time",
+    "nonpositive_click_id",
+    "negative_cost",
+    "id_time_mismatch",
+)
+
+#: Why a stream row is quarantined (sql/stream_validate.sql), in the order the rules are tried.
+STREAM_REASONS = (
+    "null_ad_id",
+    "null_window_start",
+    "null_clicks",
+    "negative_clicks",
+    "negative_spend",
+    "unaligned_window",
+)
 
 
 class RawClick(pa_.DataFrameModel):
@@ -115,6 +136,41 @@ class StreamQuarantine(pa_.DataFrameModel):
 
     class Config:
         ordered = True
+
+
+# --- what stages hand each other ------------------------------------------------------------------
+
+#: Normalised raw rows handed to DuckDB, in order. Times are floored to µs (``event_time``,
+#: ``ingest_time``); ``*_sub_ns`` hold the nanoseconds below (0..999). ``file_id`` is the index of the
+#: row's file in the path-sorted horizon files (so comparing ids compares paths), ``row_no`` its position.
+CLICK_SCHEMA = pa.schema([
+    ("click_id", pa.int64()), ("ad_id", pa.int64()), ("event_time", TS), ("ingest_time", TS),
+    ("cost_micros", pa.int64()), ("file_id", pa.int32()), ("row_no", pa.int64()),
+    ("event_sub_ns", pa.int16()), ("ingest_sub_ns", pa.int16()),
+])
+
+#: Normalised stream rows handed to DuckDB, in order. ``window_ns`` is the part of window_start below
+#: the microsecond it is floored to (0..999, non-zero only for ns sources), which the normalised
+#: ``timestamp[us]`` cannot hold but alignment is judged on (sql/stream_validate.sql).
+STREAM_SCHEMA = pa.schema([
+    ("ad_id", pa.int64()), ("window_start", TS), ("clicks", pa.int64()), ("spend_micros", pa.int64()),
+    ("window_ns", pa.int64()), ("file_id", pa.int32()), ("row_no", pa.int64()),
+])
+
+#: A slice's windows of day D (sql/window_facts.sql): what the day's diff sums and compares.
+FACTS_SCHEMA = pa.schema([
+    ("ad_id", pa.int64()), ("window_start", TS), ("clicks", pa.int64()),
+    ("spend_micros", pa.int64()), ("duplicate_copies", pa.int64()), ("late_clicks", pa.int64()),
+])
+
+#: Where an invalid row is (file, row) and why: all of the quarantine that travels between stages.
+QUARANTINE_POINTERS = pa.schema([("file_id", pa.int32()), ("row_no", pa.int64()), ("reason", pa.string())])
+
+#: quarantine.parquet's leading columns; the raw files' other columns follow.
+QUARANTINE_HEAD = pa.schema([
+    ("click_id", pa.int64()), ("ad_id", pa.int64()), ("event_time", TS), ("ingest_time", TS),
+    ("cost_micros", pa.int64()), ("reason", pa.string()), ("source_file", pa.string()), ("source_row", pa.int64()),
+])
 
 
 def arrow_schema(model: type[pa_.DataFrameModel]) -> pa.Schema:

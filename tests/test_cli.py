@@ -70,13 +70,13 @@ def test_precedence_cli_over_env_over_file_over_default(tmp_path: Path, monkeypa
                         'stream = "/s"\nout = "/o"\ndate = "2026-11-26"\n')
     seen = {}
 
-    import billing.pipeline
+    import billing.run.local
 
     def fake_run(cfg):
         seen["cfg"] = cfg
         raise SystemExit(0)
 
-    monkeypatch.setattr(billing.pipeline, "reconcile", fake_run)
+    monkeypatch.setattr(billing.run.local, "reconcile", fake_run)
     runner = CliRunner()
     runner.invoke(cli, ["reconcile", "--config", str(cfg_file)])
     c = seen["cfg"]
@@ -230,12 +230,12 @@ def lake_args(tmp: Path) -> list[str]:
 
 def test_unexpected_failure_is_one_line_and_debug_adds_the_traceback(runner: CliRunner, tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    import billing.pipeline
+    import billing.run.local
 
     def broken(cfg):
         raise RuntimeError("boom\nsecond line of a long message")
 
-    monkeypatch.setattr(billing.pipeline, "reconcile", broken)
+    monkeypatch.setattr(billing.run.local, "reconcile", broken)
     r = runner.invoke(cli, ["reconcile", *lake(tmp_path)])
     assert r.exit_code == 1
     assert one_error_line(r) == ("billing: unexpected failure: RuntimeError: boom "

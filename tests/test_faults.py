@@ -17,7 +17,8 @@ from click.testing import CliRunner
 from billing import faults
 from billing.cli import cli
 from billing.config import ReconcileConfig
-from billing.pipeline import CONTENT_FILES, OUTPUT_FILES, reconcile
+from billing.day.outputs import CONTENT_FILES, OUTPUT_FILES
+from billing.run.local import reconcile
 from tests.conftest import DEMO_DATE
 from tests.s3proxy import FaultProxy
 

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from billing.config import ReconcileConfig
-from billing.pipeline import reconcile
+from billing.run.local import reconcile
 from tests.conftest import DEMO_DATE
 
 pytestmark = pytest.mark.slow
@@ -72,18 +72,18 @@ def test_stragglers_set_aside_match_planted_truth(demo_factory, tmp_path: Path, 
     import hashlib
     import logging
 
-    from billing import slices
-    from billing.pipeline import CONTENT_FILES
+    from billing.day.outputs import CONTENT_FILES
+    from billing.slice import plan as slice_plan
 
     lake = demo_factory(7)
-    monkeypatch.setattr(slices, "STRAGGLERS_FROM_AMPLIFICATION", float("inf"))
-    with caplog.at_level(logging.INFO, logger="billing.pipeline"):
+    monkeypatch.setattr(slice_plan, "STRAGGLERS_FROM_AMPLIFICATION", float("inf"))
+    with caplog.at_level(logging.INFO, logger="billing.run.local"):
         direct = check_against_truth(lake, tmp_path / "direct", slices=6, workers=workers)
     assert "in 6 slice(s)" in caplog.text  # the pipeline's log is seen here...
     assert "set aside" not in caplog.text  # ...and it set nothing aside
     caplog.clear()
-    monkeypatch.setattr(slices, "STRAGGLERS_FROM_AMPLIFICATION", 0.0)
-    with caplog.at_level(logging.INFO, logger="billing.pipeline"):
+    monkeypatch.setattr(slice_plan, "STRAGGLERS_FROM_AMPLIFICATION", 0.0)
+    with caplog.at_level(logging.INFO, logger="billing.run.local"):
         aside = check_against_truth(lake, tmp_path / "aside", slices=6, workers=workers)
     assert "set aside" in caplog.text
     assert aside == direct

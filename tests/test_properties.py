@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from billing.pipeline import reconcile
+from billing.run.local import reconcile
 from tests.lake import at, cid, config, write_raw, write_stream
 
 pytestmark = pytest.mark.slow

@@ -19,7 +19,8 @@ from click.testing import CliRunner
 
 from billing import faults, report
 from billing.cli import cli
-from billing.storage import LocalStore, S3Store
+from billing.io.s3 import S3Store
+from billing.io.storage import LocalStore
 from tests.lake import at, click, write_raw, write_stream
 from tests.test_faults import run_cli
 

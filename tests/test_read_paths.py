@@ -15,9 +15,11 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from billing import slices, validate
 from billing.cli import cli
-from billing.pipeline import CONTENT_FILES, reconcile
+from billing.day.outputs import CONTENT_FILES
+from billing.run.local import reconcile
+from billing.slice import land
+from billing.slice import plan as slice_plan
 from tests.lake import D, at, cid, click, config, minute, write_raw, write_stream
 
 LOCAL_PATHS = ("native", "arrow", "slices", "stragglers", "workers", "fanout")
@@ -34,11 +36,11 @@ def run_path(tmp: Path, how: str, monkeypatch: pytest.MonkeyPatch, raw: str | No
     cfg = config(tmp, out=str(out), **({"raw": raw} if raw else {}), **kw)
     with monkeypatch.context() as m:
         if how == "arrow":
-            m.setattr(validate, "native_readable", lambda sources: False)
+            m.setattr(land, "native_readable", lambda sources: False)
         if how in ("slices", "stragglers", "workers"):
             cfg = config(tmp, out=str(out), slices=3, workers=2 if how == "workers" else 1,
                          **({"raw": raw} if raw else {}), **kw)
-            m.setattr(slices, "STRAGGLERS_FROM_AMPLIFICATION", 0.0 if how == "stragglers" else float("inf"))
+            m.setattr(slice_plan, "STRAGGLERS_FROM_AMPLIFICATION", 0.0 if how == "stragglers" else float("inf"))
         if how == "fanout":
             args = ["--date", str(D), "--raw", cfg.raw, "--stream", cfg.stream, "--out", str(out),
                     "--lateness", f"{int(cfg.lateness.total_seconds())}s"]
@@ -416,7 +418,7 @@ def test_sub_microsecond_lakes_give_the_same_bytes_on_s3(s3, tmp_path: Path, mon
 def test_normalise_time_floors_before_1970_too(unit: str) -> None:
     import pyarrow as pa
 
-    from billing.read import normalise_time
+    from billing.io.parquet import normalise_time
 
     values = [-1001, -1000, -999, -1, 0, 1, 999, 1000, None]
     floored, sub = normalise_time(pa.array(values, pa.timestamp(unit)))

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from billing.cli import cli
 from billing.money import money
-from billing.pipeline import reconcile
+from billing.run.local import reconcile
 from tests.lake import at, click, config, write_raw, write_stream
 
 

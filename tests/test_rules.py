@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from billing.pipeline import reconcile
+from billing.run.local import reconcile
 from tests.lake import D, at, cid, click, config, minute, write_raw, write_stream
 
 

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from billing.config import ReconcileConfig
-from billing.pipeline import reconcile
+from billing.run.local import reconcile
 from tests.conftest import DEMO_DATE
 
 pytestmark = pytest.mark.integration

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from billing.cli import cli
-from billing.pipeline import CONTENT_FILES
+from billing.day.outputs import CONTENT_FILES
 from tests.conftest import DEMO_DATE
 
 
@@ -79,9 +79,9 @@ def test_plan_balances_slices_despite_late_copies(tmp_path: Path) -> None:
     import pyarrow.parquet as pq
 
     from billing.config import SNOWFLAKE_EPOCH_MS
-    from billing.read import PartitionFile, inspect_raw
-    from billing.slices import plan_ranges
-    from billing.storage import FileInfo, LocalStore
+    from billing.io.raw import PartitionFile, inspect_raw
+    from billing.io.storage import FileInfo, LocalStore
+    from billing.slice.plan import plan_ranges
 
     rng = np.random.default_rng(7)
     d0 = int(dt.datetime(2026, 11, 26, tzinfo=dt.UTC).timestamp() * 1000)
@@ -122,9 +122,10 @@ def test_slices_facts_spans_come_from_statistics_and_unknown_means_all_time(tmp_
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from billing.day.merge import ALL_TIME, day_shared_windows, facts_span
     from billing.ledger import Ledger
-    from billing.pipeline import FACTS_SCHEMA
-    from billing.slices import ALL_TIME, SlicePartial, day_shared_windows, facts_span
+    from billing.schemas import FACTS_SCHEMA
+    from billing.slice.partial import SlicePartial
 
     t0 = dt.datetime(2026, 11, 26, 10, tzinfo=dt.UTC)
 

@@ -14,9 +14,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from billing import dedup, engine, sql
+from billing import engine, sql
 from billing.config import SNOWFLAKE_EPOCH_MS
-from billing.slices import ALL_TIME
+from billing.day.merge import ALL_TIME
+from billing.slice import dedup
 from tests.lake import at, cid
 
 
@@ -372,14 +373,14 @@ def test_stream_sql_rows_windows_counts_and_quarantine(con) -> None:
 
 
 def _sql_call_graph(names: set[str]) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
-    """Over billing/*.py: per sql/ file the functions whose code names it (a name at module level:
+    """Over billing/**/*.py: per sql/ file the functions whose code names it (a name at module level:
     every function of that module, e.g. engine.connect loading the macro files), and per function
     the names it calls."""
     import ast
 
     runners: dict[str, set[str]] = {n: set() for n in names}
     calls: dict[str, set[str]] = {}
-    for path in Path(sql.__file__).parent.glob("*.py"):
+    for path in Path(sql.__file__).parent.rglob("*.py"):
         tree = ast.parse(path.read_text(encoding="utf-8"))
         functions = [f for f in ast.walk(tree) if isinstance(f, ast.FunctionDef | ast.AsyncFunctionDef)]
         inside = {id(c) for f in functions for c in ast.walk(f)}
@@ -416,7 +417,7 @@ def test_no_sql_file_without_a_test() -> None:
     assert untested == [], f"sql/ files that no test names or reaches: {untested}"
 
 def test_drift_summary_sql(con) -> None:
-    from billing.diff import drift_summary
+    from billing.day.diff import drift_summary
 
     drift = con.sql("""SELECT * FROM (VALUES
         (1, 3, 'stream_over', true, 'replay_overcount', 300::BIGINT, 3),
@@ -453,7 +454,7 @@ def batch_windows(con, parts, shared):
 
 
 def test_batch_windows_sql_sums_only_where_slices_overlap(con) -> None:
-    from billing.slices import shared_windows
+    from billing.day.merge import shared_windows
 
     parts = [
         [(1, 0, 2, 10, 0, 0), (1, 4, 1, None, 1, 0), (2, 4, 3, 5, 0, 1)],  # minutes 0..4
@@ -475,7 +476,7 @@ def test_batch_windows_sql_sums_only_where_slices_overlap(con) -> None:
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 50), st.integers(0, 20)), max_size=8))
 def test_shared_windows_are_exactly_the_minutes_two_spans_hold(spans) -> None:
-    from billing.slices import shared_windows
+    from billing.day.merge import shared_windows
 
     spans = [(at(10, a), at(10, a + n)) for a, n in spans]
     got = shared_windows(spans)
@@ -492,10 +493,10 @@ def test_shared_windows_are_exactly_the_minutes_two_spans_hold(spans) -> None:
 def test_read_native_sql_lands_what_the_arrow_path_lands(tmp_path, monkeypatch, caplog, rng) -> None:
     """land_clicks through DuckDB's reader and through the Arrow path give the same clicks table: units
     (nanoseconds included, either side of a µs), zones, nulls, invalid rows, the dt-only cutoff."""
-    from billing import validate
     from billing.config import ReconcileConfig
-    from billing.read import ClickRange, Horizon, discover_raw, inspect_raw
-    from billing.storage import LocalStore
+    from billing.io.raw import ClickRange, Horizon, discover_raw, inspect_raw
+    from billing.io.storage import LocalStore
+    from billing.slice import land
     from tests.lake import click, write_raw
 
     raw = tmp_path / "raw"
@@ -522,16 +523,16 @@ def test_read_native_sql_lands_what_the_arrow_path_lands(tmp_path, monkeypatch, 
     mid = cid(at(10, 3), 3)
     cr = ClickRange(*(mid if x == "mid" else None for x in rng))
     cfg = ReconcileConfig(date=dt.date(2026, 11, 26), raw=str(raw), stream="", out="")
-    assert validate.native_readable(sources)
+    assert land.native_readable(sources)
     q = "SELECT * FROM clicks ORDER BY pos"
     con = engine.connect(memory_limit=256 << 20, threads=1)
-    validate.land_clicks(con, store, sources, cr, cfg)
+    land.land_clicks(con, store, sources, cr, cfg)
     native = con.execute(q).fetchall()
     con.close()
     assert "reading through Arrow" not in caplog.text  # DuckDB's reader did land it
-    monkeypatch.setattr(validate, "native_readable", lambda sources: False)
+    monkeypatch.setattr(land, "native_readable", lambda sources: False)
     con = engine.connect(memory_limit=256 << 20, threads=1)
-    validate.land_clicks(con, store, sources, cr, cfg)
+    land.land_clicks(con, store, sources, cr, cfg)
     arrow = con.execute(q).fetchall()
     con.close()
     assert native == arrow

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from billing.cli import cli
 from billing.errors import LedgerError
-from billing.pipeline import reconcile
+from billing.run.local import reconcile
 from tests.lake import D, at, click, config, write_raw, write_stream
 
 TS = pa.timestamp("us", tz="UTC")
@@ -365,7 +365,7 @@ def test_unbalanced_stream_ledger_exits_1_and_publishes_nothing(tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     import dataclasses
 
-    import billing.pipeline as pipeline
+    import billing.day.diff as pipeline
 
     good_lake(tmp_path)
     real = pipeline.diff

@@ -13,7 +13,8 @@ import pyarrow.parquet as pq
 from click.testing import CliRunner
 
 from billing.cli import cli
-from billing.pipeline import OUTPUT_FILES, reconcile
+from billing.day.outputs import OUTPUT_FILES
+from billing.run.local import reconcile
 from tests.lake import at, click, config, write_raw, write_stream
 
 
@@ -97,7 +98,7 @@ def test_abandoned_version_folders_are_skipped_not_reused(tmp_path: Path) -> Non
 def test_per_ad_totals_sum_across_batches_like_one_table() -> None:
     import pyarrow as pa
 
-    from billing.pipeline import per_ad_totals
+    from billing.day.restatement import per_ad_totals
 
     t = pa.table({"ad_id": [1, 2, 1, 3, 2, 3], "clicks": [1, 2, 3, 4, 5, 6],
                   "spend_micros": pa.array([10, None, None, None, 7, None], pa.int64())})

@@ -55,8 +55,8 @@ def sha(p: Path) -> str:
 
 
 def test_dag_test_runs_a_demo_day_like_the_cli(airflow_home: Path, tmp_path: Path) -> None:
+    from billing.day.outputs import CONTENT_FILES
     from billing.demo import generate
-    from billing.pipeline import CONTENT_FILES
 
     lake = tmp_path / "lake"
     generate(lake, DAY, rows=8_000, seed=3)

@@ -54,8 +54,8 @@ def billing_reconcile() -> None:
     def wait_for_raw_horizon(data_interval_start: dt.datetime | None = None) -> bool:
         """True once every arrival hour of the horizon (D, and D+1 below the lateness) has its _SUCCESS."""
         from billing.config import parse_duration
-        from billing.read import Horizon
-        from billing.storage import open_store
+        from billing.io.raw import Horizon
+        from billing.io.storage import open_store
 
         day = data_interval_start.date()
         raw = open_store(setting("billing_raw"), endpoint=setting("billing_s3_endpoint") or None)
@@ -71,7 +71,7 @@ def billing_reconcile() -> None:
 
     @task
     def plan(data_interval_start: dt.datetime | None = None) -> dict[str, Any]:
-        from billing.pipeline import plan_day
+        from billing.run.distributed import plan_day
 
         p, uri = plan_day(billing_config(data_interval_start.date().isoformat()))
         return {"plan": uri, "slices": list(range(len(p.ranges)))}
@@ -82,14 +82,14 @@ def billing_reconcile() -> None:
 
     @task
     def run_slice(planned: dict[str, Any], k: int) -> str:
-        from billing.pipeline import run_planned_slice
+        from billing.run.distributed import run_planned_slice
 
         return run_planned_slice(planned["plan"], k, s3_endpoint=setting("billing_s3_endpoint") or None)
 
     @task
     def merge(planned: dict[str, Any]) -> dict[str, Any]:
         from billing.errors import BadInputError
-        from billing.pipeline import merge_plan
+        from billing.run.distributed import merge_plan
 
         try:
             result = merge_plan(planned["plan"], s3_endpoint=setting("billing_s3_endpoint") or None)

@@ -1,4 +1,4 @@
-"""Dedup stage: exhaustive, one winner per click_id (``sql/dedup.sql``), conflicts listed.
+"""A slice's dedup: exhaustive, one winner per click_id (``sql/dedup.sql``), conflicts listed.
 
 Runs on one slice of click_id space at a time: all copies of a click share its
 click_id, so disjoint slices dedup independently and their totals add up.
@@ -17,7 +17,7 @@ def valid_ids(con: duckdb.DuckDBPyConnection) -> np.ndarray:
     """The click_id of every valid row of table ``clicks`` (``sql/valid_ids.sql``), in one writable array.
 
     Copied batch by batch into an array of the final size: fetching one Arrow table and
-    concatenating it touched twice the memory, and cost ~0.6 s instead of ~0.1 s on a 25M-row slice.
+    concatenating it touched twice the memory and took several times as long.
     """
     query = sql.load("valid_ids")
     ((n,),) = con.sql(query).count("*").fetchall()
@@ -36,9 +36,9 @@ def repeated(ids: np.ndarray) -> np.ndarray:
     """The values seen more than once in ``ids``, ascending. Sorts ``ids`` in place.
 
     Snowflake ids are one BIGINT each, and numpy sorts them with SIMD instructions in one pass
-    over memory: ~0.3 s for a 25M-row slice of the benchmark day, against ~1.7 s for DuckDB's
-    ``lag() OVER (ORDER BY click_id)`` and ~3.3 s for a hash aggregate (``GROUP BY ... HAVING``).
-    numpy lets go of the GIL meanwhile, so DuckDB can work on the slice in parallel.
+    over memory, several times faster than DuckDB's ``lag() OVER (ORDER BY click_id)`` or a hash
+    aggregate (``GROUP BY ... HAVING``; timings in the README's Scale section). numpy lets go of
+    the GIL meanwhile, so DuckDB can work on the slice in parallel.
     """
     ids.sort()
     repeats = ids[1:][ids[1:] == ids[:-1]]  # an id seen k times appears k-1 times here, in order

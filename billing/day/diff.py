@@ -1,4 +1,4 @@
-"""Diff stage: authoritative windows against the stream side's, with each flagged key's cause and money.
+"""The day's diff: authoritative windows against the stream side's, with each flagged key's cause and money.
 
 ``sql/batch_windows.sql`` puts the slices' windows together, ``sql/stream_rows.sql`` judges every
 sink row (``sql/stream_validate.sql``), ``sql/stream.sql`` sums the valid rows of the day per key,
@@ -10,17 +10,21 @@ and totals.parquet is taken from it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from billing import schemas, sql
+from billing import engine, schemas, sql
 from billing.config import ReconcileConfig
-from billing.ledger import STREAM_REASONS
-from billing.slices import ALL_TIME, Span
-from billing.totals import day_bounds
+from billing.day.merge import ALL_TIME, Span, day_shared_windows, facts_relation
+from billing.io.inputs import Inputs
+from billing.io.stream import read_stream
+from billing.schemas import STREAM_REASONS
+from billing.slice.partial import SlicePartial
+from billing.slice.totals import day_bounds
 
 DRIFT_COLUMNS = tuple(schemas.arrow_schema(schemas.Drift).names)
 
@@ -40,11 +44,23 @@ class DiffResult:
     """The invalid stream rows: file_id, row_no, reason, in (source_file, source_row) order."""
 
 
+def diff_day(cfg: ReconcileConfig, inputs: Inputs, merged: SlicePartial, work: Path) -> DiffResult:
+    """The merged slices against the stream side, in a DuckDB session of its own."""
+    stream_has_spend = any(s.has_spend for s in inputs.stream_side())
+    con = engine.connect(memory_limit=cfg.memory_limit, threads=cfg.threads, temp_dir=str(work))
+    try:
+        # The stream table is not bound to a name here: diff() lets go of it once DuckDB has loaded it.
+        return diff(con, cfg, facts_relation(con, merged), read_stream(inputs.stream, inputs.stream_side()),
+                    has_cost=inputs.has_cost, stream_has_spend=stream_has_spend, shared=day_shared_windows(merged))
+    finally:
+        con.close()
+
+
 def diff(con: duckdb.DuckDBPyConnection, cfg: ReconcileConfig, facts: duckdb.DuckDBPyRelation | pa.Table,
          stream: pa.Table, *, has_cost: bool, stream_has_spend: bool,
          shared: list[Span] | None = None) -> DiffResult:
     """``shared``: the window_start intervals where several slices' facts can hold the same window
-    (billing.slices.shared_windows); None sums every window."""
+    (billing.day.merge.shared_windows); None sums every window."""
     start, end = day_bounds(cfg.date)
     shared = [ALL_TIME] if shared is None else shared
     con.register("batch_facts", facts)

@@ -1,8 +1,10 @@
-"""Validate stage: every raw row gets a verdict in DuckDB (``sql/validate.sql``).
+"""Landing a slice: its raw rows as DuckDB table ``clicks``, each with its verdict (``sql/validate.sql``).
 
-Invalid rows are quarantined with their reason and source file; they are never
-counted and take no part in dedup. Only pointers (file, row) travel through the
-pipeline; the quarantine output re-reads the full rows, every column included.
+Local files are read by DuckDB's own Parquet reader when their types allow (through symbolic
+links, so any file name is read literally); anything else goes through the Arrow path
+(:mod:`billing.io.raw_rows`). When the slices would decode the lake many times over, the
+stragglers (rows that arrived long after their click_id's time) are set aside first, in one
+pass, so each slice reads only the row groups that arrived around its range.
 """
 
 from __future__ import annotations
@@ -21,15 +23,11 @@ import pyarrow as pa
 
 from billing import sql
 from billing.config import ReconcileConfig
-from billing.extras import union_keeping_extras
-from billing.read import ClickRange, ReadFailure, SourceFile, click_reader, normalise_batch, read_full_rows
-from billing.schemas import TS
-from billing.storage import LocalStore, Store
+from billing.io.raw import ClickRange, SourceFile
+from billing.io.raw_rows import ReadFailure, click_reader
+from billing.io.storage import LocalStore, Store
 
 log = logging.getLogger(__name__)
-
-CORE = ("click_id", "ad_id", "event_time", "ingest_time", "cost_micros")
-
 
 def _skew_us(cfg: ReconcileConfig) -> int | None:
     return None if cfg.max_id_skew is None else int(cfg.max_id_skew.total_seconds() * 1_000_000)
@@ -178,55 +176,10 @@ def set_aside_stragglers(con: duckdb.DuckDBPyConnection, store: LocalStore, sour
     """Write every straggler of the day, sorted by click_id, to ``path``; return how many there are.
 
     One pass over the lake; afterwards each slice decodes only the row groups that arrived around
-    its range instead of every row group a late copy stretched over it (see slices.rows_decoded).
+    its range instead of every row group a late copy stretched over it (see billing.slice.plan.rows_decoded).
     """
     land_native(con, store, sources, ClickRange(), cfg, part="stragglers")
     sql.run(con, "stragglers_out", path=str(path))
     ((n,),) = con.execute("SELECT count(*) FROM clicks").fetchall()
     con.execute("DROP TABLE clicks")
     return int(n)
-
-
-def invalid_by_reason(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
-    return {r["reason"]: int(r["n"]) for r in sql.fetch_dicts(con, "invalid_by_reason")}
-
-
-def quarantine_pointers(con: duckdb.DuckDBPyConnection) -> pa.Table:
-    return sql.table(con, "quarantine_rows")
-
-
-QUARANTINE_HEAD = pa.schema([
-    ("click_id", pa.int64()), ("ad_id", pa.int64()), ("event_time", TS), ("ingest_time", TS),
-    ("cost_micros", pa.int64()), ("reason", pa.string()), ("source_file", pa.string()), ("source_row", pa.int64()),
-])
-
-
-def assemble_quarantine(store: Store, sources: list[SourceFile], pointers: pa.Table) -> pa.Table:
-    """The full quarantined rows: normalised core columns, reason, source, then every other column.
-
-    Extra columns are kept losslessly (:mod:`billing.extras`). Sorted by (source_file, source_row).
-    """
-    if pointers.num_rows == 0:
-        return QUARANTINE_HEAD.empty_table()
-    by_file: dict[int, list[tuple[int, str]]] = {}
-    for fid, row, reason in zip(*(pointers.column(c).to_pylist() for c in ("file_id", "row_no", "reason")),
-                                strict=True):
-        by_file.setdefault(fid, []).append((row, reason))
-    parts = []
-    for fid in sorted(by_file):
-        src = sources[fid]
-        rows = sorted(by_file[fid])
-        full = read_full_rows(store, src, [r for r, _ in rows])
-        core_batch = full.select([p.name for p in src.plans if p.source is not None]).combine_chunks()
-        norm = normalise_batch(
-            core_batch.to_batches()[0] if core_batch.num_rows else pa.RecordBatch.from_pylist([]),
-            src, 0, store.url(src.path))
-        cols: dict[str, pa.Array] = {c: norm.column(c) for c in CORE}
-        cols["reason"] = pa.array([r for _, r in rows], pa.string())
-        cols["source_file"] = pa.array([src.path] * len(rows), pa.string())
-        cols["source_row"] = pa.array([r for r, _ in rows], pa.int64())
-        for name in full.column_names:
-            if name not in cols:
-                cols[name] = full.column(name).combine_chunks()
-        parts.append(pa.table(cols))
-    return union_keeping_extras(QUARANTINE_HEAD, parts)

@@ -1,4 +1,4 @@
-"""Totals stage: the authoritative (ad_id, minute) clicks and spend of day D, and the slice ledger."""
+"""A slice's totals: the authoritative (ad_id, minute) clicks and spend of its winners in day D, and its ledger."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def count_own_windows(con: duckdb.DuckDBPyConnection, cfg: ReconcileConfig) -> N
 def window_facts(con: duckdb.DuckDBPyConnection, cfg: ReconcileConfig) -> pa.Table:
     """Table ``all_windows`` (every winner's window, in day or not); returns the in-day ones.
 
-    Needs ``own_windows`` (:func:`count_own_windows`) and ``copies`` (billing.dedup).
+    Needs ``own_windows`` (:func:`count_own_windows`) and ``copies`` (billing.slice.dedup).
     """
     first, last = day_minutes(cfg.date)
     sql.run(con, "totals", day_start_minute=first, day_end_minute=last, stream_lateness_us=_lateness_us(cfg))

@@ -1,0 +1,82 @@
+"""Stream files of a day: which files, their structure, and their rows normalised.
+
+The stream side's values are judged in DuckDB (``sql/stream_validate.sql``); here every file is
+opened and its schema checked against :class:`billing.schemas.StreamWindow`, and its rows are
+normalised to :data:`billing.schemas.STREAM_SCHEMA`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from billing.io.parquet import check_fits_us, normalise_column, normalise_time, open_parquet, read_error
+from billing.io.raw import data_files
+from billing.io.storage import FileInfo, Store
+from billing.schemas import STREAM_SCHEMA, StreamWindow, check_structure
+
+
+def discover_stream(store: Store, date: dt.date) -> list[FileInfo]:
+    return data_files(store.list_files(f"dt={date.isoformat()}"))
+
+
+@dataclass(frozen=True)
+class StreamSource:
+    """One stream file after its footer was read and its structure checked."""
+
+    file_id: int
+    """Index in the path-sorted list of the day's stream files (so comparing ids compares paths)."""
+    info: FileInfo
+    columns: list[str]
+
+    @property
+    def path(self) -> str:
+        return self.info.path
+
+    @property
+    def has_spend(self) -> bool:
+        return "spend_micros" in self.columns
+
+
+def inspect_stream(store: Store, files: list[FileInfo]) -> list[StreamSource]:
+    """Open every stream file (checked: one line naming the file when it is not readable Parquet) and
+    check its structure; sorted by path."""
+    out = []
+    for i, f in enumerate(sorted(files, key=lambda f: f.path)):
+        with open_parquet(store, f.path) as pfile:
+            check_structure(StreamWindow, pfile.schema_arrow, store.url(f.path))
+            out.append(StreamSource(i, f, list(pfile.schema_arrow.names)))
+    return out
+
+
+def stream_rows(store: Store, src: StreamSource, *, every_column: bool = False) -> tuple[pa.Table, pa.Table]:
+    """One stream file: its rows normalised to :data:`STREAM_SCHEMA`, and the columns read as written
+    (the stream columns, or with ``every_column`` every column of the file)."""
+    where = store.url(src.path)
+    with open_parquet(store, src.path) as pfile:
+        plans = check_structure(StreamWindow, pfile.schema_arrow, where)  # checked again: it is read now
+        try:
+            table = pfile.read(columns=None if every_column else [p.name for p in plans if p.source is not None])
+        except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as e:
+            raise read_error(store, src.path, e, "corrupt Parquet data") from e
+    n = table.num_rows
+    cols = {}
+    for p in plans:
+        if p.source is not None and pa.types.is_timestamp(p.source) and p.source.unit in ("s", "ms"):
+            check_fits_us(table.column(p.name), p.name, where)
+        cols[p.name] = (pa.nulls(n, p.target) if p.source is None
+                        else normalise_column(table.column(p.name), p, where))
+    window = table.column("window_start")
+    cols["window_ns"] = normalise_time(window.combine_chunks())[1].cast(pa.int64())
+    cols["file_id"] = pa.array(np.full(n, src.file_id, dtype=np.int32))
+    cols["row_no"] = pa.array(np.arange(n, dtype=np.int64))
+    return pa.table(cols, schema=STREAM_SCHEMA), table
+
+
+def read_stream(store: Store, sources: list[StreamSource]) -> pa.Table:
+    """All stream-side rows, normalised to :data:`STREAM_SCHEMA`; values are judged in DuckDB."""
+    tables = [stream_rows(store, src)[0] for src in sources]
+    return pa.concat_tables(tables) if tables else STREAM_SCHEMA.empty_table()

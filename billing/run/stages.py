@@ -1,0 +1,52 @@
+"""The day's stages after its slices: merge → diff → outputs and report → manifest → publish.
+
+Both ways of running a day end here: in one process (billing.run.local) and spread over machines
+(billing.run.distributed). The caller holds the day's lock and has deduplicated the slices.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import billing
+from billing import faults, report
+from billing.config import ReconcileConfig
+from billing.day.diff import diff_day
+from billing.day.manifest import build_manifest
+from billing.day.merge import check_day_spend
+from billing.day.outputs import OUTPUT_FILES, build_outputs, write_outputs
+from billing.day.publish import Commit, Day
+from billing.day.restatement import previous_per_ad
+from billing.io.inputs import Inputs
+from billing.slice.partial import SlicePartial
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunResult:
+    summary: dict[str, Any]
+    commit: Commit
+    exit_code: int
+
+
+def finish(cfg: ReconcileConfig, inputs: Inputs, day: Day, merged: SlicePartial, run_id: str,
+           started: float, work: Path) -> RunResult:
+    """Diff the merged slices against the stream side, stage every output, publish (caller holds the lock)."""
+    check_day_spend(cfg.date, merged.ledger)  # each slice fits int64; their sum may not
+    result = diff_day(cfg, inputs, merged, work)
+    faults.point("after_diff")
+    out = build_outputs(cfg, inputs, merged, result)
+    folder = work / "out"
+    staged = write_outputs(out, folder, alongside=lambda: report.render_all(
+        folder, summary=out.summary, drift=out.drift, totals=out.totals, quarantine=out.quarantine,
+        conflicts=out.conflicts, inputs=inputs.listing(), code_version=billing.__version__))
+    manifest = build_manifest(cfg, inputs, out.summary, run_id, started, result.totals, previous_per_ad(day))
+    commit = day.publish(staged, manifest, compare=OUTPUT_FILES)
+    log.info("%s %s in %.1fs: %s", "unchanged" if commit.unchanged else "published", commit.url,
+             time.monotonic() - started, out.summary["status"])
+    return RunResult(out.summary, commit, out.summary["exit_code"])
