@@ -19,7 +19,7 @@ MAX_LINES = 300
 LONG_MODULES = {
     "demo.py": "the demo lake and the truth it plants: one story, told in plain Python on purpose",
     "cli.py": "every command with its help and example; config layering is moving out (issue 11, helper config)",
-    "report.py": "being split into the billing/report/ package (issue 11, helper report)",
+    "io/postgres.py": "the PostgreSQL stream reader core (issue 13), to be split when it is wired in",
 }
 
 

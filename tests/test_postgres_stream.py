@@ -36,8 +36,8 @@ from billing.io.postgres import (
     read_day,
     rows_sha256,
 )
-from billing.read import discover_stream, inspect_stream, read_stream
-from billing.storage import open_store
+from billing.io.storage import open_store
+from billing.io.stream import discover_stream, inspect_stream, read_stream
 from tests.lake import D, at, write_stream
 
 pytestmark = pytest.mark.integration

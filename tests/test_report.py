@@ -8,6 +8,7 @@ import re
 import shutil
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
@@ -214,3 +215,65 @@ def test_quarantine_examples_with_a_nan_column_stay_strict_json(tmp_path: Path) 
     page = html.unescape((Path(result.commit.url) / "report.html").read_text(encoding="utf-8"))
     (example,) = [m for m in re.findall(r"\{[^<>]*\"score\"[^<>]*\}", page)]
     assert json.loads(example, parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))["score"] == "nan"
+
+
+def _hand_built_day(text: str) -> dict[str, Any]:
+    """render_html's arguments for a tiny day in which every value that comes from data is ``text``."""
+    import datetime as dt
+
+    import pyarrow as pa
+
+    t = dt.datetime(2026, 11, 26, 10, tzinfo=dt.UTC)
+    drift = pa.table({"ad_id": [1], "window_start": pa.array([t], pa.timestamp("us", tz="UTC")),
+                      "batch_clicks": [1], "stream_clicks": [3], "delta": [2], "status": [text], "cause": [text],
+                      "batch_spend_micros": [10], "money_at_risk_micros": [20], "flagged": [True]})
+    quarantine = pa.table({"reason": [text], "source_file": [text], "source_row": [0], "campaign": [text]})
+    conflicts = pa.Table.from_pylist(
+        [{"click_id": 9, "copies": 2, "ad_ids": [1, 2], "window_starts": [t, t], "winner_ad_id": 1,
+          "winner_window_start": t, "winner_source_file": text, "winner_row": 0}])
+    ledger = {"billable_clicks": 1, "billable_spend_micros": 10, "rows_read": 2, "rows_invalid": 1,
+              "invalid_by_reason": {text: 1}, "duplicates_removed": 0, "clicks_out_of_day": 0,
+              "conflicting_click_ids": 1}
+    money_ = {"net_at_risk_micros": 20, "abs_at_risk_micros": 20, "flagged_abs_at_risk_micros": 20}
+    summary = {"date": text, "status": "drift_flagged", "exit_code": 3, "ledger": ledger, "stream": {"clicks": 3},
+               "drift": {"abs_delta_clicks": 2, "net_delta_clicks": 2, "flagged": 1, "keys": 1, "money": money_,
+                         "by_cause": {text: {"keys": 1, "clicks": 2}}, "unexplained": {"keys": 0, "clicks": 0}}}
+    from billing.report import per_ad
+
+    totals = pa.table({"ad_id": [1], "clicks": [1], "spend_micros": [10]})
+    return {"summary": summary, "drift": drift, "ads": per_ad(totals, drift), "quarantine": quarantine,
+            "conflicts": conflicts, "inputs": {"raw": [{"path": text, "bytes": 1, "version": text}],
+                                               "stream": [{"path": text, "bytes": 1, "version": None}]},
+            "code_version": text}
+
+
+def test_every_data_value_is_escaped_as_before() -> None:
+    """Each field from data carries markup: none reaches the page raw, each is escaped with html.escape
+    (``'`` as ``&#x27;``, ``"`` as ``&quot;``, as before the template), and the one script is ours."""
+    from billing.report import render_html
+
+    hostile = "<b x='1'>\"&é✓</b>"
+    page = render_html(**_hand_built_day(hostile))
+    assert hostile not in page and "<b x=" not in page
+    escaped = "&lt;b x=&#x27;1&#x27;&gt;&quot;&amp;é✓&lt;/b&gt;"
+    # date x2, code version x2, ledger reason, cause chart + table + top ads x2 (main cause), quarantine reason
+    # table + example reason + example source, conflict source, raw path + version, stream path
+    assert page.count(escaped) == 16, page.count(escaped)
+    assert page.count("<script>") == 1 and page.count("<svg") == 2
+    assert page.endswith("</script></main></body></html>\n")
+
+
+def test_template_layout_is_dropped_but_css_and_script_are_verbatim() -> None:
+    from importlib.resources import files
+
+    from billing.report import render_html
+
+    page = render_html(**_hand_built_day("x"))
+    templates = files("billing.report") / "templates"
+    assert f"<style>\n{(templates / 'report.css').read_text(encoding='utf-8')}</style>" in page
+    assert f"<script>\n{(templates / 'sort.js').read_text(encoding='utf-8')}</script>" in page
+    without = page.replace((templates / "report.css").read_text(encoding="utf-8"), "").replace(
+        (templates / "sort.js").read_text(encoding="utf-8"), "")
+    assert without.count("\n") == 3  # after <style>, after <script>, and the page's last
+    assert "  <" not in without and "> <" not in without  # no indentation from the template source
+    assert "Balances: 2 − 1 − 0 − 0 = 1 billed. 1 click ids had" in page  # spaces across template lines
