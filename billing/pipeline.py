@@ -12,7 +12,7 @@ import tempfile
 import time
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 
 import billing
 from billing import engine, faults, read, report, schemas, slices, stream_quarantine, validate
-from billing.config import ReconcileConfig
+from billing.config import LOCK_TTL, S3_MAX_ATTEMPTS, ReconcileConfig
 from billing.diff import DiffResult, diff
 from billing.errors import BadInputError, UsageError
 from billing.ledger import check_stream_balance
@@ -78,9 +78,9 @@ class Inputs:
 
 
 def open_inputs(cfg: ReconcileConfig) -> tuple[Inputs, list[read.PartitionFile]]:
-    raw = open_store(cfg.raw, endpoint=cfg.s3_endpoint)
-    stream = open_store(cfg.stream, endpoint=cfg.s3_endpoint)
-    out = open_store(cfg.out, endpoint=cfg.s3_endpoint)
+    raw = open_store(cfg.raw, endpoint=cfg.s3_endpoint, max_attempts=cfg.s3_max_attempts)
+    stream = open_store(cfg.stream, endpoint=cfg.s3_endpoint, max_attempts=cfg.s3_max_attempts)
+    out = open_store(cfg.out, endpoint=cfg.s3_endpoint, max_attempts=cfg.s3_max_attempts)
     check_disjoint(raw, stream, out)
     raw.check_readable()
     stream.check_readable()
@@ -166,7 +166,7 @@ def make_plan(cfg: ReconcileConfig, inputs: Inputs, raw_files: list[read.Partiti
 
 def _run_slice_job(args: tuple[ReconcileConfig, list[read.SourceFile], read.ClickRange, str, Path | None]) -> str:
     cfg, sources, rng, folder, stragglers = args
-    store = open_store(cfg.raw, endpoint=cfg.s3_endpoint)
+    store = open_store(cfg.raw, endpoint=cfg.s3_endpoint, max_attempts=cfg.s3_max_attempts)
     slices.run_slice(cfg, store, sources, rng, temp_dir=folder, stragglers=stragglers).save(Path(folder))
     return folder
 
@@ -222,7 +222,7 @@ def reconcile(cfg: ReconcileConfig) -> RunResult:
     run_id = new_run_id()
     inputs, raw_files = open_inputs(cfg)
     day = Day(inputs.out, cfg.date)
-    with day.lock(run_id), tempfile.TemporaryDirectory(prefix="billing-") as tmp:
+    with day.lock(run_id, cfg.lock_ttl), tempfile.TemporaryDirectory(prefix="billing-") as tmp:
         faults.point("after_lock")
         plan = make_plan(cfg, inputs, raw_files)
         merged = dedup_day(cfg, inputs, plan.ranges, Path(tmp))
@@ -280,24 +280,30 @@ def plan_day(cfg: ReconcileConfig) -> tuple[Plan, str]:
     return plan, inputs.out.url(path)
 
 
-def load_plan(uri: str, *, s3_endpoint: str | None = None) -> tuple[Plan, Store, str]:
-    """The plan at ``uri`` (…/dt=D/_work/<id>/plan.json), its OUT store and its work prefix there."""
+def load_plan(uri: str, *, s3_endpoint: str | None = None, s3_max_attempts: int = S3_MAX_ATTEMPTS,
+              lock_ttl: dt.timedelta = LOCK_TTL) -> tuple[Plan, Store, str]:
+    """The plan at ``uri`` (…/dt=D/_work/<id>/plan.json), its OUT store and its work prefix there.
+
+    The plan carries the day's config but not this process's settings (``config.LOCAL``): its config
+    gets the ones given here (from this process's command line, environment and defaults).
+    """
     parent, _, name = uri.rstrip("/").rpartition("/")
-    store = open_store(parent, endpoint=s3_endpoint)
+    store = open_store(parent, endpoint=s3_endpoint, max_attempts=s3_max_attempts)
     data = store.read_bytes(name)
     if data is None:
         raise BadInputError(f"no plan at {uri}")
     plan = Plan.from_json(json.loads(data))
-    out = open_store(plan.cfg.out, endpoint=s3_endpoint or plan.cfg.s3_endpoint)
+    plan = replace(plan, cfg=replace(plan.cfg, s3_max_attempts=s3_max_attempts, lock_ttl=lock_ttl))
+    out = open_store(plan.cfg.out, endpoint=s3_endpoint or plan.cfg.s3_endpoint, max_attempts=s3_max_attempts)
     return plan, out, Day(out, plan.cfg.date).path(WORK, plan.plan_id)
 
 
 def _planned_inputs(plan: Plan) -> Inputs:
     """The plan's inputs, re-opened; refuses if a raw file changed since it was planned."""
     cfg = plan.cfg
-    raw = open_store(cfg.raw, endpoint=cfg.s3_endpoint)
-    stream = open_store(cfg.stream, endpoint=cfg.s3_endpoint)
-    out = open_store(cfg.out, endpoint=cfg.s3_endpoint)
+    raw = open_store(cfg.raw, endpoint=cfg.s3_endpoint, max_attempts=cfg.s3_max_attempts)
+    stream = open_store(cfg.stream, endpoint=cfg.s3_endpoint, max_attempts=cfg.s3_max_attempts)
+    out = open_store(cfg.out, endpoint=cfg.s3_endpoint, max_attempts=cfg.s3_max_attempts)
     check_disjoint(raw, stream, out)
     planned = {p.info.path for p in plan.raw_files}
     partitions = sorted({path.split("/", 1)[0] for path in planned})  # dt=D and dt=D+1, not the whole lake
@@ -310,9 +316,10 @@ def _planned_inputs(plan: Plan) -> Inputs:
     return Inputs(raw, stream, out, sources, plan.stream_files, read.rows_beyond_horizon(raw, sources))
 
 
-def run_planned_slice(uri: str, k: int, *, s3_endpoint: str | None = None) -> str:
+def run_planned_slice(uri: str, k: int, *, s3_endpoint: str | None = None,
+                      s3_max_attempts: int = S3_MAX_ATTEMPTS) -> str:
     """Dedup and total slice ``k`` of a plan; write its partial results where a retry overwrites them."""
-    plan, out, work = load_plan(uri, s3_endpoint=s3_endpoint)
+    plan, out, work = load_plan(uri, s3_endpoint=s3_endpoint, s3_max_attempts=s3_max_attempts)
     if not 0 <= k < len(plan.ranges):
         raise UsageError(f"--slice {k}: the plan has slices 0..{len(plan.ranges) - 1}")
     inputs = _planned_inputs(plan)
@@ -324,17 +331,18 @@ def run_planned_slice(uri: str, k: int, *, s3_endpoint: str | None = None) -> st
     return out.url(f"{work}/slice-{k:04d}")
 
 
-def merge_plan(uri: str, *, s3_endpoint: str | None = None) -> RunResult:
+def merge_plan(uri: str, *, s3_endpoint: str | None = None, s3_max_attempts: int = S3_MAX_ATTEMPTS,
+               lock_ttl: dt.timedelta = LOCK_TTL) -> RunResult:
     """Sum every slice's partials, diff against the stream side, publish the day atomically."""
     started = time.monotonic()
-    plan, out, work = load_plan(uri, s3_endpoint=s3_endpoint)
+    plan, out, work = load_plan(uri, s3_endpoint=s3_endpoint, s3_max_attempts=s3_max_attempts, lock_ttl=lock_ttl)
     missing = [k for k in range(len(plan.ranges)) if not out.exists(f"{work}/slice-{k:04d}/ledger.json")]
     if missing:
         raise BadInputError(f"slices {missing} of plan {plan.plan_id} have no results yet: run them first")
     inputs = _planned_inputs(plan)
     run_id = new_run_id()
     day = Day(out, plan.cfg.date)
-    with day.lock(run_id), tempfile.TemporaryDirectory(prefix="billing-merge-") as tmp:
+    with day.lock(run_id, plan.cfg.lock_ttl), tempfile.TemporaryDirectory(prefix="billing-merge-") as tmp:
         partials = []
         for k in range(len(plan.ranges)):
             folder = Path(tmp) / f"slice-{k:04d}"

@@ -42,7 +42,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from billing import faults
-from billing.config import parse_duration
+from billing.config import LOCK_TTL
 from billing.errors import BadInputError, LockedError, StorageError
 from billing.storage import Store, read_text
 
@@ -56,21 +56,6 @@ STAGING = "_staging"
 _VERSION_DIR = re.compile(r"^v=(\d+)$")
 _CLAIM = re.compile(r"^v=(\d+)\.json$")
 
-#: A lock not renewed for this long is stale, whoever holds it and wherever.
-DEFAULT_LOCK_TTL = dt.timedelta(minutes=2)
-
-
-def lock_ttl() -> dt.timedelta:
-    """``BILLING_LOCK_TTL`` (a duration: ``90s``, ``2m``), else the older ``BILLING_LOCK_TTL_HOURS``, else 2 min."""
-    text = os.environ.get("BILLING_LOCK_TTL")
-    if text:
-        ttl = parse_duration(text)
-        assert ttl is not None
-        return ttl
-    hours = os.environ.get("BILLING_LOCK_TTL_HOURS")
-    if hours:
-        return dt.timedelta(hours=float(hours))
-    return DEFAULT_LOCK_TTL
 
 
 def write_parquet(table: pa.Table, path: Path, sorted_by: tuple[str, ...] = ()) -> None:
@@ -177,9 +162,10 @@ class Day:
 
     # --- locking -------------------------------------------------------------------------------
     @contextlib.contextmanager
-    def lock(self, run_id: str) -> Iterator[DayLock]:
-        """Hold the day's lock (renewed by a heartbeat) until the block ends; :meth:`publish` needs it."""
-        held = DayLock(self, run_id, lock_ttl())
+    def lock(self, run_id: str, ttl: dt.timedelta = LOCK_TTL) -> Iterator[DayLock]:
+        """Hold the day's lock (renewed by a heartbeat; stale if not renewed for ``ttl``, the config's
+        ``lock_ttl``) until the block ends; :meth:`publish` needs it."""
+        held = DayLock(self, run_id, ttl)
         held.acquire()
         self.held = held
         try:

@@ -25,12 +25,8 @@ from urllib.parse import urlparse
 import pyarrow as pa
 import pyarrow.fs as pafs
 
+from billing.config import S3_MAX_ATTEMPTS
 from billing.errors import BadInputError, StorageError, UsageError
-
-
-def s3_max_attempts() -> int:
-    """Attempts per S3 request, first included (``BILLING_S3_MAX_ATTEMPTS``, default 8)."""
-    return max(1, int(os.environ.get("BILLING_S3_MAX_ATTEMPTS", "8")))
 
 
 @dataclass(frozen=True)
@@ -66,8 +62,11 @@ def join(*parts: str) -> str:
     return "/".join(p.strip("/") for p in parts if p and p.strip("/"))
 
 
-def open_store(uri: str, *, endpoint: str | None = None) -> Store:
-    """A store for ``uri``: ``s3://bucket/prefix`` or a local path (``file://`` allowed)."""
+def open_store(uri: str, *, endpoint: str | None = None, max_attempts: int = S3_MAX_ATTEMPTS) -> Store:
+    """A store for ``uri``: ``s3://bucket/prefix`` or a local path (``file://`` allowed).
+
+    ``max_attempts``: per S3 request, the first included (the config's ``s3_max_attempts``).
+    """
     parsed = urlparse(uri)
     if parsed.scheme == "s3":
         if not parsed.netloc:
@@ -76,7 +75,7 @@ def open_store(uri: str, *, endpoint: str | None = None) -> Store:
         if any(p in (".", "..") for p in parts):
             # S3 keys are literal: "a/../b" is not "b" to S3, and clients disagree on resolving it.
             raise UsageError(f"S3 URI with a '.' or '..' segment: {uri}")
-        return S3Store(parsed.netloc, "/".join(parts), endpoint=endpoint)
+        return S3Store(parsed.netloc, "/".join(parts), endpoint=endpoint, max_attempts=max_attempts)
     if parsed.scheme in ("", "file"):
         return LocalStore(Path(parsed.path if parsed.scheme == "file" else uri))
     raise StorageError(f"unsupported location {uri!r}: use a local path or s3://bucket/prefix")
@@ -277,7 +276,8 @@ def s3_endpoint(explicit: str | None) -> str | None:
 
 
 class S3Store:
-    def __init__(self, bucket: str, prefix: str, *, endpoint: str | None = None) -> None:
+    def __init__(self, bucket: str, prefix: str, *, endpoint: str | None = None,
+                 max_attempts: int = S3_MAX_ATTEMPTS) -> None:
         import boto3
         from botocore.config import Config
 
@@ -286,7 +286,7 @@ class S3Store:
         self.uri = f"s3://{bucket}/{prefix}".rstrip("/")
         self.endpoint = s3_endpoint(endpoint)
         region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-        attempts = s3_max_attempts()
+        attempts = max(1, max_attempts)
         self._s3 = boto3.client(
             "s3",
             endpoint_url=self.endpoint,
