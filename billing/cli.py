@@ -1,8 +1,9 @@
-"""The ``billing`` command line. Errors map to exit codes here and nowhere else.
+"""The ``billing`` command line: it parses arguments, prints results, and maps errors to exit codes
+(here and nowhere else).
 
-Every option can also come from a ``BILLING_<OPTION>`` environment variable or from
-a TOML file given with ``--config`` (keys as the option names, top level or under
-``[billing]``). Precedence: command line > environment > file > default.
+Every option that is a config field can also come from a ``BILLING_<OPTION>`` environment variable
+or from a TOML file given with ``--config``; :meth:`billing.config.ReconcileConfig.load` does that
+layering (command line > environment > file > default) and holds the defaults.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import json
 import logging
 import os
 import sys
-import tomllib
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +22,7 @@ from typing import Any
 
 import click
 
-from billing.config import ReconcileConfig, parse_bytes, parse_date, parse_duration
+from billing.config import FIELDS, ReconcileConfig, default_text, env_name, is_required, parse_date, read_config_file
 from billing.errors import BillingError, UsageError
 
 log = logging.getLogger("billing")
@@ -68,28 +68,48 @@ class BillingGroup(click.Group):
             click.echo(traceback.format_exc().rstrip("\n"), err=True)
 
 
-def _load_config_file(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+class ConfigOption(click.Option):
+    """An option that is a config field: the command line layer of :meth:`ReconcileConfig.load`.
+
+    It has no default and reads no environment variable of its own (the config layers them);
+    ``--help`` shows the field's default and environment variable.
+    """
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        assert self.name is not None
+        self.envvar = env_name(self.name)
+        self.show_envvar = True
+
+    def resolve_envvar_value(self, ctx: click.Context) -> str | None:
+        return None  # BILLING_<FIELD> is the config's env layer, below the file's (not above it, as click would)
+
+    def get_help_extra(self, ctx: click.Context) -> Any:
+        extra = super().get_help_extra(ctx)
+        assert self.name is not None
+        default = default_text(self.name)
+        if default is not None and not self.is_flag:
+            extra["default"] = default
+        if is_required(self.name):
+            extra["required"] = "required"
+        return extra
+
+
+def _opt(*decls: str, **kw: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option(*decls, cls=ConfigOption, **kw)
+
+
+def _remember_config_file(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """Check the file at once (a bad key is exit 2 before any work). Its config fields are layered by
+    :meth:`ReconcileConfig.load`; keys of this command's other options (``json``) become their defaults."""
     if not value:
         return value
-    try:
-        with open(value, "rb") as f:
-            data = tomllib.load(f)
-    except (OSError, tomllib.TOMLDecodeError) as e:
-        raise click.BadParameter(f"cannot read {value}: {e}") from e
-    table = data.get("billing", data)  # a [billing] table, if any, is all we read: other tables are not ours
-    if not isinstance(table, dict):
-        raise click.BadParameter(f"{value}: 'billing' must be a table")
-    mine = _option_keys([ctx.command])
-    known = config_keys()
-    values = {}
-    for key, v in table.items():
-        k = key.replace("-", "_")
-        if k not in known:
-            where = "[billing]" if "billing" in data else "top level"
-            raise UsageError(f"{value}: unknown key {key!r} ({where}); keys are option names, e.g. lateness")
-        if k in mine:  # an option of another command only (raw = ... read by show) is not this one's
-            values[mine[k]] = v
-    ctx.default_map = {**(ctx.default_map or {}), **values}
+    table = read_config_file(Path(value), config_keys())
+    others = {p.name: table[key] for p in ctx.command.params if isinstance(p, click.Option)
+              and not isinstance(p, ConfigOption) and p.name and p.name != "config_file"
+              for key in _keys_of(p) if key in table}
+    ctx.default_map = {**(ctx.default_map or {}), **others}
+    ctx.meta["billing.config_file"] = Path(value)
     return value
 
 
@@ -103,24 +123,14 @@ def config_keys() -> frozenset[str]:
     return frozenset(_option_keys(list(cli.commands.values())))
 
 
-def _option_keys(commands: list[click.Command]) -> dict[str, str]:
-    """Option names (``-`` as ``_``) -> parameter names of ``commands``."""
-    keys: dict[str, str] = {}
-    for command in commands:
-        for p in command.params:
-            if isinstance(p, click.Option) and p.name and p.name != "config_file":
-                keys[p.name] = p.name
-                for decl in p.opts:
-                    if decl.startswith("--"):
-                        keys[decl[2:].replace("-", "_")] = p.name
-    return keys
+def _option_keys(commands: list[click.Command]) -> set[str]:
+    """Option names of ``commands``, ``-`` as ``_``, and their parameter names."""
+    return {key for command in commands for p in command.params
+            if isinstance(p, click.Option) and p.name and p.name != "config_file" for key in _keys_of(p)}
 
 
-def _opt(*decls: str, **kw: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    name = decls[0].lstrip("-").replace("-", "_").upper()
-    kw.setdefault("envvar", f"BILLING_{name}")
-    kw.setdefault("show_envvar", True)
-    return click.option(*decls, **kw)
+def _keys_of(p: click.Option) -> set[str]:
+    return {str(p.name), *(decl[2:].replace("-", "_") for decl in p.opts if decl.startswith("--"))}
 
 
 def _stack(*options: Callable[[Callable[..., Any]], Callable[..., Any]]) -> Callable[..., Any]:
@@ -132,72 +142,59 @@ def _stack(*options: Callable[[Callable[..., Any]], Callable[..., Any]]) -> Call
 
 
 config_option = click.option("--config", "config_file", type=click.Path(dir_okay=False), envvar="BILLING_CONFIG",
-                             is_eager=True, expose_value=False, callback=_load_config_file,
+                             is_eager=True, expose_value=False, callback=_remember_config_file,
                              help="TOML file with option values (keys as option names).")
 day_options = _stack(
-    _opt("--date", required=True, help="The UTC day D, YYYY-MM-DD."),
-    _opt("--out", required=True, help="Output root: a local path or s3://bucket/prefix."),
-    _opt("--s3-endpoint", default=None, help="S3-compatible endpoint URL (default: AWS_ENDPOINT_URL)."),
+    _opt("--date", help="The UTC day D, YYYY-MM-DD."),
+    _opt("--out", help="Output root: a local path or s3://bucket/prefix."),
+    _opt("--s3-endpoint", help="S3-compatible endpoint URL (default: AWS_ENDPOINT_URL)."),
 )
 input_options = _stack(
-    _opt("--raw", required=True, help="Raw click log root (RAW/dt=D/hour=HH/*.parquet)."),
-    _opt("--stream", required=True, help="Stream aggregates root (STREAM/dt=D/*.parquet)."),
+    _opt("--raw", help="Raw click log root (RAW/dt=D/hour=HH/*.parquet)."),
+    _opt("--stream", help="Stream aggregates root (STREAM/dt=D/*.parquet)."),
 )
 semantics_options = _stack(
-    _opt("--lateness", default="2h", show_default=True, help="How far into D+1 (by arrival) clicks of D are read."),
-    _opt("--max-id-skew", default="5m", show_default=True,
-         help="Largest |event_time - time in click_id|; 'off' disables the check."),
-    _opt("--tolerance-abs", default=0, type=int, show_default=True,
-         help="Drift up to this many clicks is not flagged."),
-    _opt("--tolerance-rel", default=0.0, type=float, show_default=True,
-         help="Drift up to this fraction of the batch clicks is not flagged."),
-    _opt("--stream-allowed-lateness", default="10m", show_default=True,
-         help="The stream job's watermark lateness, to explain drift."),
-    _opt("--snowflake-epoch-ms", default=1288834974657, type=int, show_default=True,
-         help="Epoch of the Snowflake click ids, ms since 1970."),
-    _opt("--allow-empty", is_flag=True, default=False, help="Publish an empty day when there is no raw partition."),
-    _opt("--stream-optional", is_flag=True, default=False,
-         help="Reconcile against nothing when the stream partition is missing."),
+    _opt("--lateness", help="How far into D+1 (by arrival) clicks of D are read."),
+    _opt("--max-id-skew", help="Largest |event_time - time in click_id|; 'off' disables the check."),
+    _opt("--tolerance-abs", metavar="INTEGER", help="Drift up to this many clicks is not flagged."),
+    _opt("--tolerance-rel", metavar="FLOAT", help="Drift up to this fraction of the batch clicks is not flagged."),
+    _opt("--stream-allowed-lateness", help="The stream job's watermark lateness, to explain drift."),
+    _opt("--snowflake-epoch-ms", metavar="INTEGER", help="Epoch of the Snowflake click ids, ms since 1970."),
+    _opt("--allow-empty", is_flag=True, help="Publish an empty day when there is no raw partition."),
+    _opt("--stream-optional", is_flag=True, help="Reconcile against nothing when the stream partition is missing."),
 )
 engine_options = _stack(
-    _opt("--memory-limit", default=None, help="Memory for the whole run, e.g. 4GB; DuckDB gets 40% and spills "
+    _opt("--memory-limit", help="Memory for the whole run, e.g. 4GB; DuckDB gets 40% and spills "
          "beyond it (default: half the RAM)."),
-    _opt("--threads", default=0, type=int, help="DuckDB threads (0: one per core)."),
-    _opt("--slices", default=0, type=int, help="Click-id slices (0: chosen from the row count and memory)."),
-    _opt("--workers", default=1, type=int, show_default=True, help="Processes running slices at once."),
+    _opt("--threads", metavar="INTEGER", help="DuckDB threads (0: one per core)."),
+    _opt("--slices", metavar="INTEGER", help="Click-id slices (0: chosen from the row count and memory)."),
+    _opt("--workers", metavar="INTEGER", help="Processes running slices at once."),
 )
 
 #: Everything that defines a reconciliation run (reconcile and plan share it).
 run_options = _stack(config_option, day_options, input_options, semantics_options, engine_options)
 
 
-def build_config(**kw: Any) -> ReconcileConfig:
-    """The typed config from option values (strings parsed here, so errors are one line, exit 2)."""
-    extra: dict[str, Any] = {}
-    if kw.get("memory_limit"):
-        extra["memory_limit"] = parse_bytes(kw["memory_limit"])
-    for k in ("slices", "workers", "threads"):
-        if kw.get(k) is not None and int(kw[k]) < 0:
-            raise UsageError(f"--{k} must be >= 0")
-    return ReconcileConfig(
-        date=parse_date(kw["date"]),
-        raw=kw.get("raw") or "",
-        stream=kw.get("stream") or "",
-        out=kw["out"],
-        lateness=parse_duration(kw.get("lateness", "2h")),  # type: ignore[arg-type]
-        max_id_skew=parse_duration(kw.get("max_id_skew", "5m"), allow_off=True),
-        tolerance_abs=int(kw.get("tolerance_abs", 0)),
-        tolerance_rel=float(kw.get("tolerance_rel", 0.0)),
-        stream_allowed_lateness=parse_duration(kw.get("stream_allowed_lateness", "10m")),  # type: ignore[arg-type]
-        snowflake_epoch_ms=int(kw.get("snowflake_epoch_ms", 1288834974657)),
-        allow_empty=bool(kw.get("allow_empty", False)),
-        stream_optional=bool(kw.get("stream_optional", False)),
-        slices=int(kw.get("slices") or 0),
-        workers=max(1, int(kw.get("workers") or 1)),
-        threads=int(kw.get("threads") or 0),
-        s3_endpoint=kw.get("s3_endpoint"),
-        **extra,
-    )
+def _given(kw: dict[str, Any]) -> dict[str, Any]:
+    """The config fields given on the command line: the first layer of the config."""
+    ctx = click.get_current_context()
+    return {k: v for k, v in kw.items()
+            if k in FIELDS and ctx.get_parameter_source(k) is click.core.ParameterSource.COMMANDLINE}
+
+
+def _load(kw: dict[str, Any]) -> ReconcileConfig:
+    """The run's config: command line > ``BILLING_*`` > ``--config`` file > defaults."""
+    return ReconcileConfig.load(cli=_given(kw), env=os.environ, file=_config_file(), other_keys=config_keys())
+
+
+def _settings(kw: dict[str, Any], *names: str) -> dict[str, Any]:
+    """Only the settings ``names``, layered alike (for commands that need no whole run)."""
+    return ReconcileConfig.layer(names, cli=_given(kw), env=os.environ, file=_config_file(),
+                                 other_keys=config_keys())
+
+
+def _config_file() -> Path | None:
+    return click.get_current_context().meta.get("billing.config_file")
 
 
 @click.group(cls=BillingGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -229,7 +226,7 @@ def reconcile(as_json: bool, **kw: Any) -> None:
     """
     from billing.run.local import reconcile as run
 
-    _finish(run(build_config(**kw)), as_json=as_json)
+    _finish(run(_load(kw)), as_json=as_json)
 
 
 def _finish(result: Any, *, as_json: bool) -> None:
@@ -253,15 +250,15 @@ def plan(**kw: Any) -> None:
     """
     from billing.run.distributed import plan_day
 
-    _, uri = plan_day(build_config(**kw))
+    _, uri = plan_day(_load(kw))
     click.echo(uri)
 
 
 @cli.command("run-slice")
 @click.option("--plan", "plan_uri", required=True, envvar="BILLING_PLAN", help="URI of plan.json.")
 @click.option("--slice", "k", required=True, type=int, help="Which slice, 0-based.")
-@_opt("--s3-endpoint", default=None, help="S3-compatible endpoint URL (default: the plan's, or AWS_ENDPOINT_URL).")
-def run_slice(plan_uri: str, k: int, s3_endpoint: str | None) -> None:
+@_opt("--s3-endpoint", help="S3-compatible endpoint URL (default: the plan's, or AWS_ENDPOINT_URL).")
+def run_slice(plan_uri: str, k: int, **kw: Any) -> None:
     """Dedup and total one slice of a plan; its partial results go where a retry overwrites them.
 
     \b
@@ -270,14 +267,14 @@ def run_slice(plan_uri: str, k: int, s3_endpoint: str | None) -> None:
     """
     from billing.run.distributed import run_planned_slice
 
-    click.echo(run_planned_slice(plan_uri, k, s3_endpoint=s3_endpoint))
+    click.echo(run_planned_slice(plan_uri, k, **_settings(kw, "s3_endpoint", "s3_max_attempts")))
 
 
 @cli.command()
 @click.option("--plan", "plan_uri", required=True, envvar="BILLING_PLAN", help="URI of plan.json.")
-@_opt("--s3-endpoint", default=None, help="S3-compatible endpoint URL (default: the plan's, or AWS_ENDPOINT_URL).")
+@_opt("--s3-endpoint", help="S3-compatible endpoint URL (default: the plan's, or AWS_ENDPOINT_URL).")
 @click.option("--json", "as_json", is_flag=True, help="Print summary.json instead of the text summary.")
-def merge(plan_uri: str, s3_endpoint: str | None, as_json: bool) -> None:
+def merge(plan_uri: str, as_json: bool, **kw: Any) -> None:
     """Sum the slices of a plan, diff against the stream side, publish the day (exit 0 or 3).
 
     \b
@@ -286,7 +283,7 @@ def merge(plan_uri: str, s3_endpoint: str | None, as_json: bool) -> None:
     """
     from billing.run.distributed import merge_plan
 
-    _finish(merge_plan(plan_uri, s3_endpoint=s3_endpoint), as_json=as_json)
+    _finish(merge_plan(plan_uri, **_settings(kw, "s3_endpoint", "s3_max_attempts", "lock_ttl")), as_json=as_json)
 
 
 def _money(micros: int | None) -> str:
@@ -323,11 +320,13 @@ def _print_summary(s: dict[str, Any], url: str, *, unchanged: bool, version: int
         click.echo(f"    {cause:<30} {c['keys']:>7,} keys {c['clicks']:>9,} clicks")
 
 
-def _day(kw: dict[str, Any]) -> Any:
+def _day(kw: dict[str, Any]) -> tuple[Any, str]:
+    """The day of ``--date`` under ``--out`` (layered like every setting), and OUT as given."""
     from billing.day.publish import Day
     from billing.io.storage import open_store
 
-    return Day(open_store(kw["out"], endpoint=kw.get("s3_endpoint")), parse_date(kw["date"]))
+    v = _settings(kw, "date", "out", "s3_endpoint", "s3_max_attempts")
+    return Day(open_store(v["out"], endpoint=v["s3_endpoint"], max_attempts=v["s3_max_attempts"]), v["date"]), v["out"]
 
 
 @cli.command()
@@ -341,7 +340,7 @@ def show(version: int | None, **kw: Any) -> None:
     Example:
       billing show --date 2026-11-26 --out ./out
     """
-    day = _day(kw)
+    day, _ = _day(kw)
     v = day.require_current() if version is None else _version(version, "--version")
     click.echo(_dumps(day.read_json(v, "summary.json")))
 
@@ -366,7 +365,7 @@ def report(**kw: Any) -> None:
     """
     from billing.report import rerender
 
-    path = rerender(_day(kw))
+    path = rerender(_day(kw)[0])
     click.echo(path)
 
 
@@ -381,7 +380,7 @@ def history(as_json: bool, **kw: Any) -> None:
     Example:
       billing history --date 2026-11-26 --out ./out
     """
-    day = _day(kw)
+    day, out = _day(kw)
     rows = []
     current = day.current_version()
     for m in day.history():
@@ -392,7 +391,7 @@ def history(as_json: bool, **kw: Any) -> None:
                      "restated_ads": None if m.get("restatement") is None else len(m["restatement"]),
                      "previous_version": m.get("previous_version")})
     if not rows:  # text or JSON alike: a day without versions is an error, as for show and diff-versions
-        raise UsageError(f"no committed version for {kw['date']} under {kw['out']}")
+        raise UsageError(f"no committed version for {day.date} under {out}")
     if as_json:
         click.echo(_dumps(rows))
         return
@@ -423,7 +422,7 @@ def diff_versions(from_v: int, to_v: int | None, csv_path: str | None, **kw: Any
 
     if csv_path and csv_path != "-":
         _check_writable(csv_path, "--csv")
-    day = _day(kw)
+    day, _ = _day(kw)
     from_v = _version(from_v, "--from")
     to_v = day.require_current() if to_v is None else _version(to_v, "--to")
     rows = restatement(per_ad_totals(day.iter_batches(from_v, "totals.parquet", TOTALS_PER_AD)),
@@ -440,7 +439,7 @@ def diff_versions(from_v: int, to_v: int | None, csv_path: str | None, **kw: Any
         w.writerows({k: r[k] for k in header} for r in table)
         click.echo(buf.getvalue(), nl=False)
         return
-    click.echo(f"{kw['date']}: version {from_v} -> {to_v}: {len(table)} ad(s) changed")
+    click.echo(f"{day.date}: version {from_v} -> {to_v}: {len(table)} ad(s) changed")
     click.echo(f"{'ad_id':>10} {'clicks':>21} {'delta':>8} {'spend':>33} {'delta':>14}")
     for r in table:
         click.echo(f"{r['ad_id']:>10} {r['clicks_before']:>10,}->{r['clicks_after']:<10,} {r['clicks_delta']:>+8,} "

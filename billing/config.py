@@ -1,94 +1,48 @@
-"""Typed configuration of a reconciliation run.
+"""Typed configuration of a reconciliation run, and where its values come from.
 
-Values come from, in order of precedence: command line > ``BILLING_*`` environment
-variables > a TOML file (``--config``) > the defaults declared here. The CLI
-(``billing.cli``) does the layering; this module holds the typed result and the
-parsers for the value syntaxes (durations, dates, byte sizes).
+:meth:`ReconcileConfig.load` layers them, in order of precedence: the command line (or any
+caller's mapping, e.g. the Airflow DAG's Variables) > ``BILLING_<FIELD>`` environment variables >
+a TOML file (keys as the option names, ``-`` or ``_``, at top level or under ``[billing]``) > the
+defaults declared on the fields below, each written once. Values given as text are parsed here
+(durations, dates, byte sizes, numbers, flags), so a bad value from any layer is one line, exit 2.
+The CLI only parses its arguments into the first layer. No other module reads ``BILLING_*``
+variables (the fault-injection hooks of :mod:`billing.faults` aside).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
-import re
-from dataclasses import asdict, dataclass, field
+import os
+import tomllib
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 from billing.errors import UsageError
+from billing.values import (
+    _bool,
+    _count,
+    _duration,
+    _float,
+    _int,
+    default_memory_limit,
+    format_duration,
+    parse_bytes,
+    parse_date,
+    parse_duration,
+)
 
 #: Twitter's Snowflake epoch (2010-11-04T01:42:54.657Z), in ms since the Unix epoch.
 SNOWFLAKE_EPOCH_MS = 1288834974657
+#: Attempts per S3 request, the first included (the default of ``s3_max_attempts``).
+S3_MAX_ATTEMPTS = 8
+#: A day's lock not renewed for this long is stale (the default of ``lock_ttl``).
+LOCK_TTL = dt.timedelta(minutes=2)
 
-_DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
-
-
-def parse_duration(text: str | int | float | dt.timedelta, *, allow_off: bool = False) -> dt.timedelta | None:
-    """``"2h"``, ``"90m"``, ``"5m"``, ``"30s"``, ``"250ms"``; bare numbers are seconds.
-
-    ``"off"`` gives ``None`` where the option allows switching the check off.
-    """
-    if isinstance(text, dt.timedelta):
-        return text
-    if isinstance(text, int | float):
-        return dt.timedelta(seconds=text)
-    if allow_off and text.strip().lower() in {"off", "none", "disabled"}:
-        return None
-    m = _DURATION.match(text)
-    if not m:
-        hint = ", or 'off'" if allow_off else ""
-        raise UsageError(f"not a duration: {text!r} (use e.g. 2h, 90m, 30s{hint})")
-    try:
-        return dt.timedelta(seconds=int(m.group(1)) * _UNIT_SECONDS[m.group(2)])
-    except OverflowError:
-        raise UsageError(f"duration out of range: {text!r}") from None
-
-
-def format_duration(value: dt.timedelta | None) -> str:
-    if value is None:
-        return "off"
-    seconds = value.total_seconds()
-    for unit, size in (("h", 3600), ("m", 60), ("s", 1)):
-        if seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{int(seconds * 1000)}ms"
-
-
-def parse_date(text: str | dt.date) -> dt.date:
-    if isinstance(text, dt.date):
-        return text
-    try:
-        return dt.date.fromisoformat(text.strip())
-    except (ValueError, AttributeError):
-        raise UsageError(f"not a date: {text!r} (use YYYY-MM-DD)") from None
-
-
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B)?\s*$", re.IGNORECASE)
-_SIZE_UNITS = {None: 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-               "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
-
-
-def parse_bytes(text: str | int) -> int:
-    """``"4GB"``, ``"512MiB"``, ``"1000000"``."""
-    if isinstance(text, int):
-        return text
-    m = _SIZE.match(text)
-    if not m:
-        raise UsageError(f"not a size: {text!r} (use e.g. 4GB or 512MiB)")
-    unit = m.group(2).lower() if m.group(2) else None
-    return int(float(m.group(1)) * _SIZE_UNITS[unit])
-
-
-def default_memory_limit() -> int:
-    """Half of the machine's physical memory: DuckDB spills to disk beyond it."""
-    try:
-        import os
-
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        total = 8 * 2**30
-    return total // 2
-
+#: The first day billing reconciles: its horizon holds only instants after 1970 (see the README, Decisions).
+FIRST_DATE = dt.date(1970, 1, 2)
 
 #: The smallest ``--memory-limit``: DuckDB gets 40% of it (~100 MiB), what its fixed costs and a
 #: small day need; below ~16 MB it cannot even read a 20k-row day.
@@ -97,9 +51,10 @@ MIN_MEMORY_LIMIT = 256 * 2**20
 
 @dataclass(frozen=True)
 class ReconcileConfig:
-    """Everything that decides the content of a reconciled day.
+    """Everything a reconciliation run needs: what decides the content of the day
+    (:meth:`content_settings`), how it runs (:meth:`run_settings`), and this process's :data:`LOCAL` settings.
 
-    Two runs with equal configs over equal inputs publish byte-identical data files.
+    Two runs with equal content settings over equal inputs publish byte-identical data files.
     """
 
     date: dt.date
@@ -136,6 +91,12 @@ class ReconcileConfig:
     """DuckDB threads; 0 means one per core."""
     s3_endpoint: str | None = None
     """S3-compatible endpoint URL (else AWS_ENDPOINT_URL, else AWS)."""
+    s3_max_attempts: int = S3_MAX_ATTEMPTS
+    """Attempts per S3 request, the first included, by both S3 clients (values below 1 count as 1)."""
+    lock_ttl: dt.timedelta = LOCK_TTL
+    """A day's lock not renewed for this long is stale; the heartbeat renews it every quarter of it.
+    From the environment: ``BILLING_LOCK_TTL`` (a duration), else the older ``BILLING_LOCK_TTL_HOURS``
+    (a number of hours)."""
 
     def __post_init__(self) -> None:
         """Refuse values no run can use (exit 2), whichever way the config was built (CLI, plan, code)."""
@@ -151,6 +112,14 @@ class ReconcileConfig:
                 raise UsageError(f"--{name} must be >= 0")
         if self.workers < 1:
             raise UsageError("--workers must be >= 1")
+        if self.date < FIRST_DATE:
+            raise UsageError(f"--date {self.date.isoformat()}: days before {FIRST_DATE.isoformat()} cannot be "
+                             f"reconciled (instants before 1970 are not supported)")
+        if self.lateness > dt.timedelta(days=1):
+            raise UsageError(f"--lateness {format_duration(self.lateness)}: at most 1d (the horizon reads dt=D and "
+                             f"dt=D+1 only)")
+        if not 0 <= self.snowflake_epoch_ms < 2**63:
+            raise UsageError(f"--snowflake-epoch-ms {self.snowflake_epoch_ms}: not an instant in ms since 1970")
         try:  # the horizon ends at D+1 00:00 + lateness; windows and partitions are named up to D+1
             dt.datetime.combine(self.date, dt.time(), tzinfo=dt.UTC) + dt.timedelta(days=1) + self.lateness
         except OverflowError:
@@ -186,7 +155,7 @@ class ReconcileConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ReconcileConfig:
-        """Inverse of :meth:`as_dict` (plans carry their config this way)."""
+        """Inverse of :meth:`as_dict` (plans carry their config this way); local settings take their defaults."""
         d = dict(d)
         d["date"] = parse_date(d["date"])
         for k in ("lateness", "stream_allowed_lateness"):
@@ -195,8 +164,137 @@ class ReconcileConfig:
         return cls(**d)
 
     def as_dict(self) -> dict[str, Any]:
+        """Every setting but the :data:`LOCAL` ones, as JSON values (a plan carries its config this way)."""
         d = asdict(self)
+        for k in LOCAL:
+            del d[k]
         d["date"] = self.date.isoformat()
         for k in ("lateness", "max_id_skew", "stream_allowed_lateness"):
             d[k] = format_duration(d[k])
         return d
+
+    @classmethod
+    def load(cls, cli: Mapping[str, Any] | None = None, env: Mapping[str, str] = os.environ,
+             file: Path | None = None, *, other_keys: Collection[str] = ()) -> ReconcileConfig:
+        """The config from its layers: ``cli`` > ``env`` (``BILLING_<FIELD>``) > ``file`` (TOML) > defaults.
+
+        ``cli`` maps field names to values, typed or as text (``None`` or ``""``: not given).
+        ``other_keys``: keys a config file may hold for other purposes (options of other commands):
+        allowed and ignored here; any other key that is no field is exit 2 naming it.
+        """
+        return cls(**cls.layer([f.name for f in fields(cls)], cli=cli, env=env, file=file,
+                               other_keys=other_keys))
+
+    @classmethod
+    def layer(cls, names: Collection[str], *, cli: Mapping[str, Any] | None = None,
+              env: Mapping[str, str] = os.environ, file: Path | None = None,
+              other_keys: Collection[str] = ()) -> dict[str, Any]:
+        """The typed values of the fields ``names`` only, layered as in :meth:`load`.
+
+        For commands that need a few settings and not a whole run (``billing show`` needs the date,
+        OUT and how to reach it; ``billing merge`` the settings of its own process).
+        """
+        table = read_config_file(file, other_keys) if file is not None else {}
+        values: dict[str, Any] = {}
+        for name in names:
+            f = _FIELDS[name]
+            given = _given(cli, name)
+            if given is None:
+                given = _from_env(env, name)
+            if given is None:
+                given = _given(table, name)
+            if given is not None:
+                values[name] = _PARSE[name](given, option(name))
+            elif f.default is not MISSING:
+                values[name] = f.default
+            elif f.default_factory is not MISSING:
+                values[name] = f.default_factory()
+            else:
+                raise UsageError(f"missing {option(name)}: give it on the command line, as {env_name(name)} "
+                                 f"or in the config file")
+        return values
+
+
+#: Settings of the process, not of the day: a plan does not carry them (``billing run-slice`` and
+#: ``billing merge`` take their own, from their command line, environment and defaults) and they
+#: change neither the content nor how it is computed, so neither plan ids nor manifests record them.
+LOCAL = ("s3_max_attempts", "lock_ttl")
+_FIELDS = {f.name: f for f in fields(ReconcileConfig)}
+#: The names of the config fields (an option or config-file key with such a name is one).
+FIELDS = frozenset(_FIELDS)
+
+
+def option(name: str) -> str:
+    """The command-line option of field ``name``: ``--max-id-skew``."""
+    return "--" + name.replace("_", "-")
+
+
+def env_name(name: str) -> str:
+    """The environment variable of field ``name``: ``BILLING_MAX_ID_SKEW``."""
+    return "BILLING_" + name.upper()
+
+
+def default_text(name: str) -> str | None:
+    """The default of field ``name`` as ``--help`` shows it; None when it has none to show."""
+    f = _FIELDS[name]
+    if f.default is MISSING or f.default is None or f.default is False:
+        return None
+    if isinstance(f.default, dt.timedelta):
+        return format_duration(f.default)
+    return str(f.default)
+
+
+def is_required(name: str) -> bool:
+    f = _FIELDS[name]
+    return f.default is MISSING and f.default_factory is MISSING
+
+
+def _given(layer: Mapping[str, Any] | None, name: str) -> Any:
+    """A layer's value for ``name``; None when absent, None or an empty string (as click treats env vars)."""
+    v = None if layer is None else layer.get(name)
+    return None if v is None or (isinstance(v, str) and not v.strip()) else v
+
+
+def _from_env(env: Mapping[str, str], name: str) -> Any:
+    v = _given(env, env_name(name))
+    if v is None and name == "lock_ttl" and (hours := _given(env, "BILLING_LOCK_TTL_HOURS")) is not None:
+        try:
+            return dt.timedelta(hours=float(hours))
+        except (ValueError, OverflowError):
+            raise UsageError(f"BILLING_LOCK_TTL_HOURS: not a number of hours: {hours!r}") from None
+    return v
+
+
+def read_config_file(path: Path, other_keys: Collection[str] = ()) -> dict[str, Any]:
+    """The values of a TOML file, keys with ``_`` for ``-``: its ``[billing]`` table if it has one
+    (other tables are not ours), else its top level. A key that is neither a field nor in
+    ``other_keys`` (``-`` or ``_`` alike) is exit 2 naming it."""
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise UsageError(f"cannot read {path}: {e}") from e
+    table = data.get("billing", data)
+    if not isinstance(table, dict):
+        raise UsageError(f"{path}: 'billing' must be a table")
+    known = {k.replace("-", "_") for k in other_keys}
+    values = {}
+    for key, v in table.items():
+        k = key.replace("-", "_")
+        if k not in _FIELDS and k not in known:
+            where = "[billing]" if "billing" in data else "top level"
+            raise UsageError(f"{path}: unknown key {key!r} ({where}); keys are option names, e.g. lateness")
+        values[k] = v
+    return values
+
+
+#: How each field's value is read when it is given (text from the command line or environment,
+#: text or TOML values from a file, or already typed by a caller).
+_PARSE: dict[str, Callable[[Any, str], Any]] = {
+    "date": lambda v, _: parse_date(v), **dict.fromkeys(("raw", "stream", "out", "s3_endpoint"), lambda v, _: str(v)),
+    "max_id_skew": lambda v, _: parse_duration(v, allow_off=True), "tolerance_abs": _int, "tolerance_rel": _float,
+    **dict.fromkeys(("lateness", "stream_allowed_lateness", "lock_ttl"), _duration), "snowflake_epoch_ms": _int,
+    "allow_empty": _bool, "stream_optional": _bool, "slices": _count, "threads": _count, "s3_max_attempts": _int,
+    "workers": lambda v, opt: max(1, _count(v, opt)),  # 0 runs the slices in this process, as 1 does
+    "memory_limit": lambda v, _: parse_bytes(v),
+}

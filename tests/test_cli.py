@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from billing.cli import build_config, cli, commands
+from billing.cli import cli, commands
+from billing.config import ReconcileConfig
 from tests.lake import at, click, write_raw, write_stream
 
 
@@ -94,7 +95,7 @@ def test_precedence_cli_over_env_over_file_over_default(tmp_path: Path, monkeypa
 
 
 def test_defaults() -> None:
-    c = build_config(date="2026-11-26", raw="r", stream="s", out="o")
+    c = ReconcileConfig.load(cli={"date": "2026-11-26", "raw": "r", "stream": "s", "out": "o"}, env={})
     assert (c.lateness.total_seconds(), c.max_id_skew.total_seconds(), c.tolerance_abs, c.tolerance_rel) == (
         7200, 300, 0, 0.0)
     assert c.stream_allowed_lateness.total_seconds() == 600

@@ -16,7 +16,6 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from billing.config import parse_duration
 from billing.errors import LockedError, StorageError
 from billing.io.storage import read_text
 
@@ -27,23 +26,6 @@ log = logging.getLogger(__name__)
 
 CURRENT = "_current.json"
 LOCK = "_lock.json"
-
-#: A lock not renewed for this long is stale, whoever holds it and wherever.
-DEFAULT_LOCK_TTL = dt.timedelta(minutes=2)
-
-
-def lock_ttl() -> dt.timedelta:
-    """``BILLING_LOCK_TTL`` (a duration: ``90s``, ``2m``), else the older ``BILLING_LOCK_TTL_HOURS``, else 2 min."""
-    text = os.environ.get("BILLING_LOCK_TTL")
-    if text:
-        ttl = parse_duration(text)
-        assert ttl is not None
-        return ttl
-    hours = os.environ.get("BILLING_LOCK_TTL_HOURS")
-    if hours:
-        return dt.timedelta(hours=float(hours))
-    return DEFAULT_LOCK_TTL
-
 
 class DayLock:
     """A held day lock: a heartbeat thread renews it; the commit is fenced by it.

@@ -40,7 +40,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from billing import faults
-from billing.day.lock import CURRENT, DayLock, lock_ttl, now_ms
+from billing.config import LOCK_TTL
+from billing.day.lock import CURRENT, DayLock, now_ms
 from billing.errors import BadInputError
 from billing.io.storage import Store, read_text
 
@@ -135,9 +136,10 @@ class Day:
 
     # --- locking -------------------------------------------------------------------------------
     @contextlib.contextmanager
-    def lock(self, run_id: str) -> Iterator[DayLock]:
-        """Hold the day's lock (renewed by a heartbeat) until the block ends; :meth:`publish` needs it."""
-        held = DayLock(self, run_id, lock_ttl())
+    def lock(self, run_id: str, ttl: dt.timedelta = LOCK_TTL) -> Iterator[DayLock]:
+        """Hold the day's lock (renewed by a heartbeat; stale if not renewed for ``ttl``, the config's
+        ``lock_ttl``) until the block ends; :meth:`publish` needs it."""
+        held = DayLock(self, run_id, ttl)
         held.acquire()
         self.held = held
         try:

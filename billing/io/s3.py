@@ -16,13 +16,9 @@ from urllib.parse import urlparse
 import pyarrow as pa
 import pyarrow.fs as pafs
 
+from billing.config import S3_MAX_ATTEMPTS
 from billing.errors import StorageError
 from billing.io.storage import FileInfo, join
-
-
-def s3_max_attempts() -> int:
-    """Attempts per S3 request, first included (``BILLING_S3_MAX_ATTEMPTS``, default 8)."""
-    return max(1, int(os.environ.get("BILLING_S3_MAX_ATTEMPTS", "8")))
 
 
 def s3_endpoint(explicit: str | None) -> str | None:
@@ -30,7 +26,8 @@ def s3_endpoint(explicit: str | None) -> str | None:
 
 
 class S3Store:
-    def __init__(self, bucket: str, prefix: str, *, endpoint: str | None = None) -> None:
+    def __init__(self, bucket: str, prefix: str, *, endpoint: str | None = None,
+                 max_attempts: int = S3_MAX_ATTEMPTS) -> None:
         import boto3
         from botocore.config import Config
 
@@ -39,7 +36,7 @@ class S3Store:
         self.uri = f"s3://{bucket}/{prefix}".rstrip("/")
         self.endpoint = s3_endpoint(endpoint)
         region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-        attempts = s3_max_attempts()
+        attempts = max(1, max_attempts)
         self._s3 = boto3.client(
             "s3",
             endpoint_url=self.endpoint,

@@ -21,6 +21,7 @@ from urllib.parse import urlparse
 
 import pyarrow as pa
 
+from billing.config import S3_MAX_ATTEMPTS
 from billing.errors import BadInputError, StorageError, UsageError
 
 
@@ -57,8 +58,11 @@ def join(*parts: str) -> str:
     return "/".join(p.strip("/") for p in parts if p and p.strip("/"))
 
 
-def open_store(uri: str, *, endpoint: str | None = None) -> Store:
-    """A store for ``uri``: ``s3://bucket/prefix`` or a local path (``file://`` allowed)."""
+def open_store(uri: str, *, endpoint: str | None = None, max_attempts: int = S3_MAX_ATTEMPTS) -> Store:
+    """A store for ``uri``: ``s3://bucket/prefix`` or a local path (``file://`` allowed).
+
+    ``max_attempts``: per S3 request, the first included (the config's ``s3_max_attempts``).
+    """
     parsed = urlparse(uri)
     if parsed.scheme == "s3":
         if not parsed.netloc:
@@ -69,7 +73,7 @@ def open_store(uri: str, *, endpoint: str | None = None) -> Store:
             raise UsageError(f"S3 URI with a '.' or '..' segment: {uri}")
         from billing.io.s3 import S3Store  # boto3 is imported only when S3 is used
 
-        return S3Store(parsed.netloc, "/".join(parts), endpoint=endpoint)
+        return S3Store(parsed.netloc, "/".join(parts), endpoint=endpoint, max_attempts=max_attempts)
     if parsed.scheme in ("", "file"):
         return LocalStore(Path(parsed.path if parsed.scheme == "file" else uri))
     raise StorageError(f"unsupported location {uri!r}: use a local path or s3://bucket/prefix")

@@ -12,11 +12,11 @@ import json
 import logging
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from billing.config import ReconcileConfig
+from billing.config import LOCK_TTL, S3_MAX_ATTEMPTS, ReconcileConfig
 from billing.day.lock import new_run_id
 from billing.day.merge import merge
 from billing.day.publish import Day
@@ -95,21 +95,28 @@ def plan_day(cfg: ReconcileConfig) -> tuple[Plan, str]:
     return plan, inputs.out.url(path)
 
 
-def load_plan(uri: str, *, s3_endpoint: str | None = None) -> tuple[Plan, Store, str]:
-    """The plan at ``uri`` (…/dt=D/_work/<id>/plan.json), its OUT store and its work prefix there."""
+def load_plan(uri: str, *, s3_endpoint: str | None = None, s3_max_attempts: int = S3_MAX_ATTEMPTS,
+              lock_ttl: dt.timedelta = LOCK_TTL) -> tuple[Plan, Store, str]:
+    """The plan at ``uri`` (…/dt=D/_work/<id>/plan.json), its OUT store and its work prefix there.
+
+    The plan carries the day's config but not this process's settings (``config.LOCAL``): its config
+    gets the ones given here (from this process's command line, environment and defaults).
+    """
     parent, _, name = uri.rstrip("/").rpartition("/")
-    store = open_store(parent, endpoint=s3_endpoint)
+    store = open_store(parent, endpoint=s3_endpoint, max_attempts=s3_max_attempts)
     data = store.read_bytes(name)
     if data is None:
         raise BadInputError(f"no plan at {uri}")
     plan = Plan.from_json(json.loads(data))
-    out = open_store(plan.cfg.out, endpoint=s3_endpoint or plan.cfg.s3_endpoint)
+    plan = replace(plan, cfg=replace(plan.cfg, s3_max_attempts=s3_max_attempts, lock_ttl=lock_ttl))
+    out = open_store(plan.cfg.out, endpoint=s3_endpoint or plan.cfg.s3_endpoint, max_attempts=s3_max_attempts)
     return plan, out, Day(out, plan.cfg.date).path(WORK, plan.plan_id)
 
 
-def run_planned_slice(uri: str, k: int, *, s3_endpoint: str | None = None) -> str:
+def run_planned_slice(uri: str, k: int, *, s3_endpoint: str | None = None,
+                      s3_max_attempts: int = S3_MAX_ATTEMPTS) -> str:
     """Dedup and total slice ``k`` of a plan; write its partial results where a retry overwrites them."""
-    plan, out, work = load_plan(uri, s3_endpoint=s3_endpoint)
+    plan, out, work = load_plan(uri, s3_endpoint=s3_endpoint, s3_max_attempts=s3_max_attempts)
     if not 0 <= k < len(plan.ranges):
         raise UsageError(f"--slice {k}: the plan has slices 0..{len(plan.ranges) - 1}")
     inputs = plan.inputs()
@@ -121,17 +128,18 @@ def run_planned_slice(uri: str, k: int, *, s3_endpoint: str | None = None) -> st
     return out.url(f"{work}/slice-{k:04d}")
 
 
-def merge_plan(uri: str, *, s3_endpoint: str | None = None) -> RunResult:
+def merge_plan(uri: str, *, s3_endpoint: str | None = None, s3_max_attempts: int = S3_MAX_ATTEMPTS,
+               lock_ttl: dt.timedelta = LOCK_TTL) -> RunResult:
     """Sum every slice's partials, diff against the stream side, publish the day atomically."""
     started = time.monotonic()
-    plan, out, work = load_plan(uri, s3_endpoint=s3_endpoint)
+    plan, out, work = load_plan(uri, s3_endpoint=s3_endpoint, s3_max_attempts=s3_max_attempts, lock_ttl=lock_ttl)
     missing = [k for k in range(len(plan.ranges)) if not out.exists(f"{work}/slice-{k:04d}/ledger.json")]
     if missing:
         raise BadInputError(f"slices {missing} of plan {plan.plan_id} have no results yet: run them first")
     inputs = plan.inputs()
     run_id = new_run_id()
     day = Day(out, plan.cfg.date)
-    with day.lock(run_id), tempfile.TemporaryDirectory(prefix="billing-merge-") as tmp:
+    with day.lock(run_id, plan.cfg.lock_ttl), tempfile.TemporaryDirectory(prefix="billing-merge-") as tmp:
         partials = []
         for k in range(len(plan.ranges)):
             folder = Path(tmp) / f"slice-{k:04d}"

@@ -16,9 +16,9 @@ from billing.io.stream import discover_stream
 
 
 def open_inputs(cfg: ReconcileConfig) -> tuple[Inputs, list[PartitionFile]]:
-    raw = open_store(cfg.raw, endpoint=cfg.s3_endpoint)
-    stream = open_store(cfg.stream, endpoint=cfg.s3_endpoint)
-    out = open_store(cfg.out, endpoint=cfg.s3_endpoint)
+    raw = open_store(cfg.raw, endpoint=cfg.s3_endpoint, max_attempts=cfg.s3_max_attempts)
+    stream = open_store(cfg.stream, endpoint=cfg.s3_endpoint, max_attempts=cfg.s3_max_attempts)
+    out = open_store(cfg.out, endpoint=cfg.s3_endpoint, max_attempts=cfg.s3_max_attempts)
     check_disjoint(raw, stream, out)
     raw.check_readable()
     stream.check_readable()
@@ -53,9 +53,9 @@ def check_disjoint(raw: Store, stream: Store, out: Store) -> None:
 
 def planned_inputs(cfg: ReconcileConfig, raw_files: list[PartitionFile], stream_files: list[FileInfo]) -> Inputs:
     """A plan's inputs, re-opened; refuses if a raw file changed since it was planned."""
-    raw = open_store(cfg.raw, endpoint=cfg.s3_endpoint)
-    stream = open_store(cfg.stream, endpoint=cfg.s3_endpoint)
-    out = open_store(cfg.out, endpoint=cfg.s3_endpoint)
+    raw = open_store(cfg.raw, endpoint=cfg.s3_endpoint, max_attempts=cfg.s3_max_attempts)
+    stream = open_store(cfg.stream, endpoint=cfg.s3_endpoint, max_attempts=cfg.s3_max_attempts)
+    out = open_store(cfg.out, endpoint=cfg.s3_endpoint, max_attempts=cfg.s3_max_attempts)
     check_disjoint(raw, stream, out)
     planned = {p.info.path for p in raw_files}
     partitions = sorted({path.split("/", 1)[0] for path in planned})  # dt=D and dt=D+1, not the whole lake

@@ -39,7 +39,7 @@ def reconcile(cfg: ReconcileConfig) -> RunResult:
     run_id = new_run_id()
     inputs, _ = open_inputs(cfg)
     day = Day(inputs.out, cfg.date)
-    with day.lock(run_id), tempfile.TemporaryDirectory(prefix="billing-") as tmp:
+    with day.lock(run_id, cfg.lock_ttl), tempfile.TemporaryDirectory(prefix="billing-") as tmp:
         faults.point("after_lock")
         ranges = slice_plan.slice_ranges(cfg, inputs.sources)
         merged = dedup_day(cfg, inputs, ranges, Path(tmp))
@@ -70,7 +70,7 @@ def dedup_day(cfg: ReconcileConfig, inputs: Inputs, ranges: list[ClickRange], wo
 
 def _run_slice_job(args: tuple[ReconcileConfig, list[SourceFile], ClickRange, str, Path | None]) -> str:
     cfg, sources, rng, folder, stragglers = args
-    store = open_store(cfg.raw, endpoint=cfg.s3_endpoint)
+    store = open_store(cfg.raw, endpoint=cfg.s3_endpoint, max_attempts=cfg.s3_max_attempts)
     run_slice(cfg, store, sources, rng, temp_dir=folder, stragglers=stragglers).save(Path(folder))
     return folder
 

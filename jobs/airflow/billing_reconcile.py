@@ -13,8 +13,11 @@ so Airflow retries are safe.
 **Deploy.** Workers run an image with this repository installed (`pip install .`, or the built
 wheel); the tasks import `billing` and call it in-process, nothing is shelled out. The DAG reads
 Airflow Variables `billing_raw`, `billing_stream`, `billing_out` (local paths or `s3://`),
-optional `billing_slices` (default 8), `billing_lateness` (default `2h`) and `billing_s3_endpoint`.
-S3 credentials come from the workers' standard AWS chain (environment, instance or pod role).
+optional `billing_slices` (default 8: this DAG fans out), `billing_lateness` and `billing_s3_endpoint`.
+They are the top layer of billing's config (`ReconcileConfig.load`): what they leave unset comes from
+the workers' `BILLING_*` environment variables (e.g. `BILLING_S3_MAX_ATTEMPTS`, `BILLING_LOCK_TTL`),
+else billing's defaults. S3 credentials come from the workers' standard AWS chain (environment,
+instance or pod role).
 """
 
 from __future__ import annotations
@@ -25,19 +28,29 @@ from typing import Any
 
 from airflow.sdk import Variable, dag, task
 
-DEFAULTS = {"billing_slices": "8", "billing_lateness": "2h", "billing_s3_endpoint": ""}
+#: This DAG's own default (it fans out); "" leaves a setting to the environment and billing's config.
+DEFAULTS = {"billing_slices": "8", "billing_lateness": "", "billing_s3_endpoint": ""}
 
 
-def setting(name: str) -> str:
+def setting(name: str) -> str | None:
     return Variable.get(name, default=DEFAULTS.get(name))
 
 
 def billing_config(day: str) -> Any:
-    from billing.cli import build_config
+    """The day's config: Variables > the worker's BILLING_* environment > billing's defaults."""
+    from billing.config import ReconcileConfig
 
-    return build_config(date=day, raw=setting("billing_raw"), stream=setting("billing_stream"),
-                        out=setting("billing_out"), lateness=setting("billing_lateness"),
-                        slices=int(setting("billing_slices")), s3_endpoint=setting("billing_s3_endpoint") or None)
+    return ReconcileConfig.load(cli={"date": day, "raw": setting("billing_raw"), "stream": setting("billing_stream"),
+                                     "out": setting("billing_out"), "lateness": setting("billing_lateness"),
+                                     "slices": setting("billing_slices"),
+                                     "s3_endpoint": setting("billing_s3_endpoint")})
+
+
+def local_settings(*names: str) -> dict[str, Any]:
+    """This worker's settings for a planned day (the plan carries the rest), layered alike."""
+    from billing.config import ReconcileConfig
+
+    return ReconcileConfig.layer(names, cli={"s3_endpoint": setting("billing_s3_endpoint")})
 
 
 @dag(
@@ -53,13 +66,13 @@ def billing_reconcile() -> None:
     @task.sensor(poke_interval=300, timeout=8 * 3600, mode="reschedule")
     def wait_for_raw_horizon(data_interval_start: dt.datetime | None = None) -> bool:
         """True once every arrival hour of the horizon (D, and D+1 below the lateness) has its _SUCCESS."""
-        from billing.config import parse_duration
         from billing.io.raw import Horizon
         from billing.io.storage import open_store
 
         day = data_interval_start.date()
-        raw = open_store(setting("billing_raw"), endpoint=setting("billing_s3_endpoint") or None)
-        horizon = Horizon(day, parse_duration(setting("billing_lateness")))
+        cfg = billing_config(day.isoformat())
+        raw = open_store(cfg.raw, endpoint=cfg.s3_endpoint, max_attempts=cfg.s3_max_attempts)
+        horizon = Horizon(day, cfg.lateness)
         hours = [(day, h) for h in range(24)]
         hours += [(horizon.next_day, h) for h in range(24) if horizon.reads_hour_of_next_day(h)]
         missing = [f"dt={d.isoformat()}/hour={h:02d}" for d, h in hours
@@ -84,7 +97,7 @@ def billing_reconcile() -> None:
     def run_slice(planned: dict[str, Any], k: int) -> str:
         from billing.run.distributed import run_planned_slice
 
-        return run_planned_slice(planned["plan"], k, s3_endpoint=setting("billing_s3_endpoint") or None)
+        return run_planned_slice(planned["plan"], k, **local_settings("s3_endpoint", "s3_max_attempts"))
 
     @task
     def merge(planned: dict[str, Any]) -> dict[str, Any]:
@@ -92,7 +105,7 @@ def billing_reconcile() -> None:
         from billing.run.distributed import merge_plan
 
         try:
-            result = merge_plan(planned["plan"], s3_endpoint=setting("billing_s3_endpoint") or None)
+            result = merge_plan(planned["plan"], **local_settings("s3_endpoint", "s3_max_attempts", "lock_ttl"))
         except BadInputError as e:  # bad input does not get better with retries
             from airflow.exceptions import AirflowFailException
 
