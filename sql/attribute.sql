@@ -25,6 +25,8 @@ decided AS (
     *,
     CASE
       WHEN NOT flagged THEN NULL
+      -- a window on one side only is still a boundary shift when its neighbour holds the opposite delta
+      WHEN status IN ('missing_in_stream', 'missing_in_batch') AND shift_share = abs(delta) THEN 'window_boundary_shift'
       WHEN status = 'missing_in_stream' THEN 'missing_window'
       WHEN status = 'missing_in_batch' THEN 'phantom_window'
       WHEN status = 'stream_over' AND delta = duplicate_copies THEN 'raw_duplicates_counted'

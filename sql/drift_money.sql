@@ -29,7 +29,7 @@ SELECT
       THEN div_half_even(a.delta::HUGEINT * a.batch_spend_micros, a.batch_clicks)
     WHEN a.batch_clicks = 0 AND p.clicks > 0
       THEN div_half_even(a.delta::HUGEINT * p.spend, p.clicks)
-  END::BIGINT AS money_at_risk_micros,
+  END AS money_at_risk_micros,  -- HUGEINT until sql/money_overflow.sql has checked it fits BIGINT
   a.explained_clicks
 FROM attributed AS a
 LEFT JOIN ad_price AS p USING (ad_id);

@@ -346,3 +346,48 @@ def test_day_spend_overflowing_int64_across_slices_is_exit_2_naming_the_day(tmp_
             f"billing: error: 2026-11-26: billable spend sums to {2 * BIG} micros, more than int64 holds "
             f"(cost_micros too large?)")
         assert published_nothing(tmp_path / "out")
+
+
+INT64_MAX = 2**63 - 1
+
+
+def test_stream_sums_overflowing_int64_are_exit_2_naming_the_key(tmp_path: Path) -> None:
+    write_raw(tmp_path / "raw", GOOD, [click(at(10), seq=i) for i in range(50)])
+    write_stream(tmp_path / "stream", [(1, at(10), 50), (7, at(10, 5), 1), (7, at(10, 5), INT64_MAX)])
+    r = invoke(tmp_path)
+    assert r.exit_code == 2, r.output
+    assert r.stderr.strip().splitlines()[-1] == (
+        f"billing: error: stream rows of ad 7 in window 2026-11-26 10:05 UTC sum to {INT64_MAX + 1} clicks and "
+        f"None spend micros: more than int64 holds")
+    assert published_nothing(tmp_path / "out")
+    # spend alone overflowing: two rows of one key, each fitting
+    write_stream(tmp_path / "stream", [(1, at(10), 50, ), (7, at(10, 5), 1), (7, at(10, 5), 1)],
+                 spend=[50_000, 1, INT64_MAX])
+    r = invoke(tmp_path)
+    assert r.exit_code == 2, r.output
+    assert "ad 7 in window 2026-11-26 10:05 UTC sum to 2 clicks and" in r.stderr
+    assert published_nothing(tmp_path / "out")
+
+
+def test_money_at_risk_overflowing_int64_is_exit_2_naming_the_key(tmp_path: Path) -> None:
+    """Each stream key fits int64, but its drift priced at the window's average cost does not."""
+    write_raw(tmp_path / "raw", GOOD, [click(at(10), seq=i, cost=1_000) for i in range(50)])
+    write_stream(tmp_path / "stream", [(1, at(10), 2**62)])
+    r = invoke(tmp_path)
+    assert r.exit_code == 2, r.output
+    want = (2**62 - 50) * 1_000
+    assert r.stderr.strip().splitlines()[-1] == (
+        f"billing: error: money at risk of ad 1 in window 2026-11-26 10:00 UTC is {want} micros: "
+        f"more than int64 holds")
+    assert published_nothing(tmp_path / "out")
+
+
+def test_day_sums_past_int64_are_reported_exactly(tmp_path: Path) -> None:
+    """Two keys whose |delta| each fits int64 but whose sum does not: summary.json holds the exact sum."""
+    write_raw(tmp_path / "raw", GOOD, [click(at(10), seq=i, cost=None) for i in range(50)])
+    write_stream(tmp_path / "stream", [(1, at(10), 50), (2, at(11), 2**62), (3, at(12), 2**62)])
+    r = invoke(tmp_path, "--json")
+    assert r.exit_code == 3, r.output
+    s = json.loads(r.stdout)
+    assert s["stream"]["clicks"] == 50 + 2**63
+    assert s["drift"]["abs_delta_clicks"] == s["drift"]["net_delta_clicks"] == 2**63

@@ -217,7 +217,7 @@ def drift_inputs(con, batch, stream):
 
 def causes(con, batch, stream, tol_abs=0):
     drift_inputs(con, batch, stream)
-    sql.run(con, "drift", tolerance_abs=tol_abs, tolerance_rel=0.0)
+    sql.run(con, "drift", tolerance_abs=tol_abs, rel_num=0, rel_den=1)
     sql.run(con, "attribute")
     return {(r[0], r[1].hour * 60 + r[1].minute): (r[2], r[3]) for r in con.execute(
         "SELECT ad_id, window_start, cause, explained_clicks FROM attributed").fetchall()}
@@ -258,6 +258,41 @@ def test_attribute_sql_each_rule(con) -> None:
     }
 
 
+def test_attribute_sql_boundary_shift_onto_a_window_of_one_side(con) -> None:
+    """A shift whose other minute exists on one side only is still a shift, on both minutes."""
+    batch = [(7, M[0], 1, 0, 0, 0),  # the click at 10:00:59 ...
+             (8, M[2], 2, 0, 0, 0)]  # ... and one the stream cut into the minute before
+    stream = [(7, M[0], 0, None, 1, 0), (7, M[1], 1, None, 1, 0),  # ... counted by the stream at 10:01
+              (8, M[1], 2, None, 1, 0)]
+    assert causes(con, batch, stream) == {
+        (7, 600): ("window_boundary_shift", 1), (7, 601): ("window_boundary_shift", 1),
+        (8, 601): ("window_boundary_shift", 2), (8, 602): ("window_boundary_shift", 2),
+    }
+
+
+def flagged_at(con, batch_clicks: int, stream_clicks: int, rel: float, tol_abs: int = 0) -> bool:
+    from billing.day.diff import relative_tolerance
+
+    drift_inputs(con, [(1, M[0], batch_clicks, 0, 0, 0)], [(1, M[0], stream_clicks, None, 1, 0)])
+    r = relative_tolerance(rel)
+    sql.run(con, "drift", tolerance_abs=tol_abs, rel_num=r.numerator, rel_den=r.denominator)
+    ((flag,),) = con.execute("SELECT flagged FROM drift").fetchall()
+    con.execute("DROP TABLE drift; DROP TABLE batch_windows; DROP TABLE stream_windows")
+    return flag
+
+
+def test_drift_sql_relative_tolerance_is_exact(con) -> None:
+    # 0.29 x 100 is 29 exactly (28.999999999999996 in binary floating point): a delta of 29 is within it
+    assert not flagged_at(con, 100, 129, 0.29)
+    assert flagged_at(con, 100, 130, 0.29)
+    assert not flagged_at(con, 100, 71, 0.29)  # under by 29
+    assert flagged_at(con, 3, 4, 0.1)  # 1 > 0.3
+    assert not flagged_at(con, 10, 11, 0.1)  # 1 = 0.1 x 10: not beyond it
+    assert not flagged_at(con, 10, 13, 0.1, tol_abs=3)  # the absolute tolerance wins
+    assert not flagged_at(con, 7, 2**62, 1e300)  # a huge tolerance flags nothing, and does not overflow
+    assert flagged_at(con, 0, 1, 5.0)  # no batch clicks: only the absolute tolerance counts
+
+
 def test_attribute_sql_order_when_several_explain(con) -> None:
     # +2 that equals both the raw copies and the extra sink rows: rule 1 comes first.
     batch = [(1, M[0], 5, 0, 2, 0)]
@@ -282,7 +317,7 @@ def test_money_sql_half_even_is_exact(con, n: int, d: int) -> None:
 def test_drift_money_sql(con) -> None:
     drift_inputs(con, [(1, M[0], 3, 1_000_001, 0, 0), (1, M[1], 1, 10, 0, 0), (2, M[0], 4, None, 0, 0)],
                  [(1, M[0], 5, None, 1, 0), (1, M[2], 2, None, 1, 0), (2, M[0], 5, None, 1, 0)])
-    sql.run(con, "drift", tolerance_abs=0, tolerance_rel=0.0)
+    sql.run(con, "drift", tolerance_abs=0, rel_num=0, rel_den=1)
     sql.run(con, "attribute")
     sql.run(con, "drift_money", stream_has_spend=False)
     out = sql.table(con, "drift_out")
@@ -300,7 +335,7 @@ def test_drift_money_sql(con) -> None:
 def test_drift_money_sql_uses_stream_spend_when_present(con) -> None:
     drift_inputs(con, [(1, M[0], 3, 300, 0, 0), (1, M[1], 2, 200, 0, 0)],
                  [(1, M[0], 4, 450, 1, 0), (1, M[3], 1, 99, 1, 0)])
-    sql.run(con, "drift", tolerance_abs=0, tolerance_rel=0.0)
+    sql.run(con, "drift", tolerance_abs=0, rel_num=0, rel_den=1)
     sql.run(con, "attribute")
     sql.run(con, "drift_money", stream_has_spend=True)
     out = sql.table(con, "drift_out")

@@ -10,6 +10,7 @@ and totals.parquet is taken from it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import pyarrow.compute as pc
 from billing import engine, schemas, sql
 from billing.config import ReconcileConfig
 from billing.day.merge import ALL_TIME, Span, day_shared_windows, facts_relation
+from billing.errors import BadInputError
 from billing.io.inputs import Inputs
 from billing.io.stream import read_stream
 from billing.schemas import STREAM_REASONS
@@ -73,12 +75,17 @@ def diff(con: duckdb.DuckDBPyConnection, cfg: ReconcileConfig, facts: duckdb.Duc
         con.unregister("batch_facts")
         sql.run(con, "stream_rows")
         sql.run(con, "stream", day_start=start, day_end=end)
+        for r in sql.fetch_dicts(con, "stream_overflow"):
+            raise BadInputError(f"stream rows of ad {r['ad_id']} in window {r['window_start']:%Y-%m-%d %H:%M} UTC "
+                                f"sum to {r['clicks']} clicks and {r['spend_micros']} spend micros: "
+                                f"more than int64 holds")
         (counts,) = sql.fetch_dicts(con, "stream_counts", day_start=start, day_end=end)
         reasons = {r["reason"]: int(r["n"]) for r in sql.fetch_dicts(con, "stream_invalid_by_reason")}
         stream_quarantine = sql.table(con, "stream_quarantine_rows")
         con.execute("DROP VIEW stream_rows")
         con.unregister("stream_source")
-        sql.run(con, "drift", tolerance_abs=cfg.tolerance_abs, tolerance_rel=cfg.tolerance_rel)
+        rel = relative_tolerance(cfg.tolerance_rel)
+        sql.run(con, "drift", tolerance_abs=cfg.tolerance_abs, rel_num=rel.numerator, rel_den=rel.denominator)
         # Each key-sized table is dropped once the next is built: a day has millions of keys, and
         # holding all of them at once set the run's peak memory. So did sorting the drift while the
         # tables it comes from were still held.
@@ -88,6 +95,9 @@ def diff(con: duckdb.DuckDBPyConnection, cfg: ReconcileConfig, facts: duckdb.Duc
         sql.run(con, "drift_money", stream_has_spend=stream_has_spend)
         con.execute("DROP VIEW attributed")
         con.execute("DROP TABLE drift")
+        for r in sql.fetch_dicts(con, "money_overflow"):
+            raise BadInputError(f"money at risk of ad {r['ad_id']} in window {r['window_start']:%Y-%m-%d %H:%M} UTC is "
+                                f"{r['money_at_risk_micros']} micros: more than int64 holds")
         priced = sql.table(con, "drift_out")
         con.execute("DROP TABLE drift_out")
         block = drift_summary(con, priced)
@@ -104,6 +114,17 @@ def diff(con: duckdb.DuckDBPyConnection, cfg: ReconcileConfig, facts: duckdb.Duc
     }
     return DiffResult(totals_of(priced, has_cost=has_cost), priced.select(list(DRIFT_COLUMNS)), stream_counts,
                       block, int(counts["rows_in_day"]), stream_quarantine)
+
+
+#: A relative tolerance at or above this flags nothing (|delta| < 2**63 <= it x batch_clicks for any batch click),
+#: so larger ones are clamped to it and the exact comparison stays inside 128-bit integers.
+_REL_CEILING = Fraction(10**19)
+
+
+def relative_tolerance(rel: float) -> Fraction:
+    """``--tolerance-rel`` as the exact fraction its decimal text says (0.29 is 29/100, not the binary float
+    just below it), so the flag rule compares integers: |delta| x den > num x batch_clicks."""
+    return min(Fraction(repr(rel)), _REL_CEILING)
 
 
 def totals_of(drift: pa.Table, *, has_cost: bool) -> pa.Table:
