@@ -1,0 +1,316 @@
+"""Delta Lake tables of the current results (issue 14, table core), through ``deltalake`` (delta-rs).
+
+Standalone core: plain inputs (a table URI, a date, an Arrow table, commit metadata), plain results. It
+knows nothing of versions folders or manifests; the caller (``publish-tables``, ``reconcile``/``merge``)
+decides what to write and when.
+
+Layout of every table this module writes::
+
+    TABLE/_delta_log/000...0.json          CREATE TABLE (schema of the first rows written, partitioned by date)
+    TABLE/_delta_log/000...N.json          then one commit per replaced day
+    TABLE/date=YYYY-MM-DD/part-....parquet the day's rows
+
+* ``date`` is a DATE column, the first of the table's schema and its only partition column. Every Delta
+  reader returns it as a column of each row (Delta keeps partition values in the log, not inside the
+  Parquet files: that is the protocol, and it is why a reader never has to infer its type from a path).
+* :func:`replace_day` replaces partition ``date`` in ONE commit (``mode="overwrite"`` with the predicate
+  ``date = 'YYYY-MM-DD'``): a reader sees the day's previous rows or the new ones, never a mix, never none.
+  The commit carries ``billing_version``, ``date``, ``manifest_sha256`` (and any other string given) in its
+  commit metadata (``commitInfo``), so Delta's history is a time-travel record of every restatement; and a
+  Delta *application transaction* ``billing:dt=YYYY-MM-DD`` whose version is the billing version (kept in
+  every checkpoint, so it survives the log clean-up that eventually drops old ``commitInfo``).
+* Concurrency: two days written at once by two processes both land. delta-rs commits optimistically and
+  re-bases a commit that does not conflict logically; a commit that fails anyway is retried as a whole
+  (``attempts``, jittered backoff). Files written by a lost attempt are never referenced by the log (a
+  later ``VACUUM`` deletes them).
+* S3 (``s3://``): delta-rs 1.x writes each log entry with a conditional put (``PUT`` with
+  ``If-None-Match: *``, object_store's ``conditional_put=etag``), so of two writers of version N exactly
+  one wins and the other re-bases; no rename, no DynamoDB lock. :func:`storage_options_for` sets
+  ``aws_conditional_put=etag`` explicitly (it is also delta-rs 1.x's default; ``disabled`` makes every
+  commit fail instead of falling back to an unsafe rename) and takes the endpoint from
+  ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL`` like the rest of billing, with ``AWS_ALLOW_HTTP`` for an
+  ``http://`` endpoint. Credentials come from the standard AWS chain (environment, profile...).
+
+Errors (a missing bucket, bad credentials, a schema that does not match the table, conflicts that outlast
+the retries) raise :class:`billing.errors.StorageError` (exit 2) with one line that carries no secret.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import random
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from billing.errors import BadInputError, StorageError
+
+log = logging.getLogger(__name__)
+
+PARTITION = "date"
+APP_ID_PREFIX = "billing:dt="
+DEFAULT_ATTEMPTS = 8
+DEFAULT_BACKOFF_S = 0.05
+REQUIRED_METADATA = ("billing_version", "manifest_sha256")
+#: commitInfo fields Delta writers set themselves: commit metadata may not shadow them.
+_RESERVED = frozenset({"timestamp", "operation", "operationParameters", "operationMetrics", "version",
+                       "engineInfo", "clientVersion", "readVersion", "isolationLevel", "isBlindAppend",
+                       "userMetadata", "txnId", "userId", "userName", "job", "notebook", "clusterId",
+                       "inCommitTimestamp"})
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_SECRET_KEY = re.compile(r"secret|token|password|credential", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class DayCommit:
+    """The latest commit that replaced one day, as recorded in the Delta history."""
+
+    date: dt.date
+    delta_version: int
+    """The table version this commit created."""
+    billing_version: int
+    manifest_sha256: str
+    timestamp_ms: int
+    metadata: dict[str, str]
+    """Every custom metadata entry of the commit (``billing_version``, ``date``, ``manifest_sha256``...)."""
+
+
+def app_id(date: dt.date) -> str:
+    """The Delta application-transaction id recording the billing version of ``date``."""
+    return f"{APP_ID_PREFIX}{date.isoformat()}"
+
+
+def _is_s3(table_uri: str) -> bool:
+    return table_uri.startswith(("s3://", "s3a://"))
+
+
+def storage_options_for(table_uri: str, storage_options: Mapping[str, str] | None = None) -> dict[str, str] | None:
+    """The storage options handed to delta-rs: the caller's, plus, for ``s3://``, a conditional-put log
+    (``aws_conditional_put=etag``), the endpoint from ``AWS_ENDPOINT_URL_S3``/``AWS_ENDPOINT_URL`` when the
+    caller gave none, ``AWS_ALLOW_HTTP`` for an ``http://`` endpoint and the region from
+    ``AWS_DEFAULT_REGION`` when ``AWS_REGION`` is unset. Local paths: the caller's options unchanged."""
+    opts = dict(storage_options or {})
+    if not _is_s3(table_uri):
+        return opts or None
+    keys = {k.lower() for k in opts}
+    if not keys & {"aws_conditional_put", "conditional_put", "aws_copy_if_not_exists", "copy_if_not_exists"}:
+        opts["aws_conditional_put"] = "etag"
+    endpoint_keys = {"aws_endpoint_url", "aws_endpoint", "endpoint_url", "endpoint"}
+    endpoint = next((v for k, v in opts.items() if k.lower() in endpoint_keys), None)
+    if endpoint is None:
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        if endpoint:
+            opts["AWS_ENDPOINT_URL"] = endpoint
+    if endpoint and endpoint.startswith("http://") and "aws_allow_http" not in keys and "allow_http" not in keys:
+        opts["AWS_ALLOW_HTTP"] = "true"
+    if "aws_region" not in keys and "region" not in keys and not os.environ.get("AWS_REGION"):
+        region = os.environ.get("AWS_DEFAULT_REGION")
+        if region:
+            opts["AWS_REGION"] = region
+    return opts
+
+
+def _one_line(table_uri: str, what: str, e: BaseException, opts: Mapping[str, str] | None) -> str:
+    text = " ".join(str(e).split()) or type(e).__name__
+    for k, v in (opts or {}).items():
+        if len(v) >= 4 and _SECRET_KEY.search(k):
+            text = text.replace(v, "***")
+    for k in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        secret = os.environ.get(k)
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    if len(text) > 400:
+        text = text[:400] + "..."
+    return f"Delta table {table_uri}: {what}: {text}"
+
+
+def _check_metadata(date: dt.date, metadata: Mapping[str, str]) -> dict[str, str]:
+    missing = [k for k in REQUIRED_METADATA if k not in metadata]
+    if missing:
+        raise BadInputError(f"Delta commit metadata: missing {', '.join(missing)}")
+    out = {str(k): str(v) for k, v in metadata.items()}
+    if "date" in out and out["date"] != date.isoformat():
+        raise BadInputError(f"Delta commit metadata: date {out['date']} is not the day written ({date})")
+    out["date"] = date.isoformat()
+    shadow = sorted(set(out) & _RESERVED)
+    if shadow:
+        raise BadInputError(f"Delta commit metadata: {', '.join(shadow)} are Delta's own commitInfo fields")
+    try:
+        version = int(out["billing_version"])
+    except ValueError:
+        raise BadInputError(f"Delta commit metadata: billing_version {out['billing_version']!r} is not an integer") \
+            from None
+    if version < 1:
+        raise BadInputError(f"Delta commit metadata: billing_version {version} must be >= 1")
+    out["billing_version"] = str(version)
+    if not _SHA256.fullmatch(out["manifest_sha256"]):
+        raise BadInputError("Delta commit metadata: manifest_sha256 is not 64 lowercase hex digits")
+    return out
+
+
+def with_date(date: dt.date, table: pa.Table) -> pa.Table:
+    """``table`` with a DATE column ``date`` (every row ``date``) as its first column. A ``date`` column
+    already there must be a DATE holding only ``date``; it is moved first."""
+    if PARTITION in table.column_names:
+        col = table.column(PARTITION)
+        if not pa.types.is_date32(col.type):
+            raise BadInputError(f"rows for {date}: column date is {col.type}, not a DATE")
+        if col.null_count or (table.num_rows and not pc.all(pc.equal(col, pa.scalar(date, pa.date32()))).as_py()):
+            raise BadInputError(f"rows for {date}: column date holds another day or nulls")
+        rest = table.drop_columns([PARTITION])
+        return rest.add_column(0, pa.field(PARTITION, pa.date32()), col)
+    return table.add_column(0, pa.field(PARTITION, pa.date32()), pa.repeat(pa.scalar(date, pa.date32()), table.num_rows)
+                            if table.num_rows else pa.array([], pa.date32()))
+
+
+def replace_day(table_uri: str, date: dt.date, table: pa.Table, *, metadata: Mapping[str, str],
+                storage_options: Mapping[str, str] | None = None, attempts: int = DEFAULT_ATTEMPTS,
+                backoff_s: float = DEFAULT_BACKOFF_S) -> int:
+    """Replace partition ``date`` of the Delta table at ``table_uri`` by ``table``'s rows in one commit.
+
+    The table is created (version 0, an empty ``CREATE TABLE`` commit partitioned by ``date``, with the
+    rows' schema) when absent. ``table`` need not hold ``date``: it is added as the first column.
+    ``metadata`` must hold ``billing_version`` (an integer >= 1) and ``manifest_sha256`` (64 hex digits);
+    ``date`` is added (or checked); every entry goes into the commit's metadata. Returns the Delta table
+    version of this commit (exactly this one, even when concurrent commits landed just before or after).
+    A commit that delta-rs gives up on because of a concurrent writer is retried as a whole, ``attempts``
+    times in all.
+    """
+    from deltalake import CommitProperties, Transaction, write_deltalake
+    from deltalake.exceptions import CommitFailedError, SchemaMismatchError
+
+    meta = _check_metadata(date, metadata)
+    rows = with_date(date, table)
+    opts = storage_options_for(table_uri, storage_options)
+    predicate = f"{PARTITION} = '{date.isoformat()}'"
+    props = CommitProperties(custom_metadata=meta,
+                             app_transactions=[Transaction(app_id(date), int(meta["billing_version"]))])
+    for attempt in range(1, attempts + 1):
+        dtab = _open_or_create(table_uri, rows.schema, opts)
+        try:
+            # Through the DeltaTable object: after the commit its version is this commit's, re-based or not.
+            write_deltalake(dtab, rows, mode="overwrite", predicate=predicate, commit_properties=props)
+            return int(dtab.version())
+        except SchemaMismatchError as e:
+            raise StorageError(_one_line(table_uri, f"the rows for {date} do not match the table's schema", e,
+                                         opts)) from None
+        except Exception as e:
+            if not _is_conflict(e, CommitFailedError):
+                raise StorageError(_one_line(table_uri, f"replacing {date} failed", e, opts)) from None
+            if attempt == attempts:
+                raise StorageError(_one_line(table_uri, f"replacing {date} lost to concurrent commits "
+                                                        f"{attempts} times", e, opts)) from None
+            delay = backoff_s * 2 ** (attempt - 1) * (0.5 + random.random())
+            log.info("Delta commit for %s conflicted (%s); retrying in %.2f s", date, type(e).__name__, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _is_conflict(e: Exception, commit_failed: type[Exception]) -> bool:
+    if isinstance(e, commit_failed):
+        return True
+    text = str(e).lower()
+    # A commit whose version a concurrent writer took, reported as such after delta-rs's own retries.
+    return "already exists" in text and ("version" in text or "commit" in text or "_delta_log" in text)
+
+
+def _open(table_uri: str, opts: Mapping[str, str] | None) -> Any:
+    """The table's latest snapshot, or None when there is no table at ``table_uri``."""
+    from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
+
+    try:
+        return DeltaTable(table_uri, storage_options=dict(opts) if opts else None)
+    except TableNotFoundError:
+        return None
+    except Exception as e:
+        raise StorageError(_one_line(table_uri, "cannot be opened", e, opts)) from None
+
+
+def _open_or_create(table_uri: str, schema: pa.Schema, opts: Mapping[str, str] | None) -> Any:
+    from deltalake import CommitProperties, DeltaTable
+
+    dtab = _open(table_uri, opts)
+    if dtab is not None:
+        return dtab
+    try:
+        # No commit retries: delta-rs 1.6 re-bases a CREATE TABLE that lost the race for version 0 into a
+        # second CREATE TABLE commit (seen with two processes, whatever the mode), which would silently
+        # replace the winner's metadata. Losing must fail instead; the winner's table is then opened.
+        return DeltaTable.create(table_uri, schema, mode="ignore", partition_by=[PARTITION],
+                                 storage_options=dict(opts) if opts else None,
+                                 commit_properties=CommitProperties(max_commit_retries=0))
+    except Exception as e:
+        dtab = _open(table_uri, opts)  # a concurrent writer created it first
+        if dtab is None:
+            raise StorageError(_one_line(table_uri, "cannot be created", e, opts)) from None
+        return dtab
+
+
+def _as_commit(date: dt.date, entry: Mapping[str, Any]) -> DayCommit | None:
+    if entry.get("date") != date.isoformat() or "billing_version" not in entry:
+        return None
+    meta = {k: str(v) for k, v in entry.items()
+            if k not in _RESERVED and isinstance(v, str | int) and not isinstance(v, bool)}
+    try:
+        billing_version = int(entry["billing_version"])
+    except (TypeError, ValueError):
+        return None
+    return DayCommit(date=date, delta_version=int(entry["version"]), billing_version=billing_version,
+                     manifest_sha256=str(entry.get("manifest_sha256", "")), timestamp_ms=int(entry["timestamp"]),
+                     metadata=meta)
+
+
+def day_commit(table_uri: str, date: dt.date, *, storage_options: Mapping[str, str] | None = None) -> DayCommit | None:
+    """The latest commit that replaced ``date``, with its metadata, from the Delta history (newest first,
+    read in growing pages of 64, 256... commits). None when the table does not exist, never held the day,
+    or that commit's ``commitInfo`` was dropped by Delta's log clean-up (``delta.logRetentionDuration``,
+    30 days by default, once a checkpoint covers it).
+
+    Caveat: deltalake 1.6's ``DeltaTable.history`` keeps Python's GIL while it reads the log, so other
+    Python threads of the process stall meanwhile (and an S3 server in the same process, like the tests'
+    moto server, cannot answer it: call it from another process there). :func:`day_version` does not.
+    """
+    opts = storage_options_for(table_uri, storage_options)
+    dtab = _open(table_uri, opts)
+    if dtab is None:
+        return None
+    limit = 64
+    try:
+        while True:
+            entries = dtab.history(limit=limit)
+            for entry in entries:  # newest first
+                found = _as_commit(date, entry)
+                if found is not None:
+                    return found
+            if len(entries) < limit:
+                return None
+            limit *= 4
+    except Exception as e:
+        raise StorageError(_one_line(table_uri, "reading the history failed", e, opts)) from None
+
+
+def day_version(table_uri: str, date: dt.date, *, storage_options: Mapping[str, str] | None = None) -> int | None:
+    """The billing version the table holds for ``date``, or None (no table, or the day never written).
+
+    Read from the day's Delta application transaction (``billing:dt=D``), which the same commit as the
+    commit metadata wrote: it is part of the table's snapshot (every checkpoint keeps it, so it outlives the
+    log clean-up that drops old ``commitInfo``), costs no walk through the history, and is read without
+    holding the GIL. A caller compares it with the day's current version to skip an unchanged re-run.
+    """
+    opts = storage_options_for(table_uri, storage_options)
+    dtab = _open(table_uri, opts)
+    if dtab is None:
+        return None
+    try:
+        version = dtab.transaction_version(app_id(date))
+    except Exception as e:
+        raise StorageError(_one_line(table_uri, "reading the application transactions failed", e, opts)) from None
+    return None if version is None else int(version)
