@@ -1,2 +1,0 @@
--- The day's drift in key order, as drift.parquet is published (plus explained_clicks, for the summary).
-SELECT * FROM drift_out ORDER BY ad_id, window_start;
