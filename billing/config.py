@@ -19,6 +19,10 @@ from billing.errors import UsageError
 #: Twitter's Snowflake epoch (2010-11-04T01:42:54.657Z), in ms since the Unix epoch.
 SNOWFLAKE_EPOCH_MS = 1288834974657
 
+#: A Snowflake id holds, above its low 22 bits (worker, sequence), the ms since that epoch it was made at:
+#: ``(click_id >> SNOWFLAKE_TIME_SHIFT) + epoch_ms``, in SQL the macro snowflake_ms (sql/macros/packing.sql).
+SNOWFLAKE_TIME_SHIFT = 22
+
 _DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 

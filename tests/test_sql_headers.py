@@ -118,3 +118,18 @@ def test_a_missing_input_table_is_named_before_anything_runs() -> None:
 def test_an_unknown_file_is_named() -> None:
     with pytest.raises(SqlContractError, match="no SQL file named 'nope'"):
         sql.load("nope")
+
+
+def test_bit_packing_macros_match_python() -> None:
+    from billing.config import SNOWFLAKE_EPOCH_MS, SNOWFLAKE_TIME_SHIFT
+
+    con = engine.connect(memory_limit=256 << 20, threads=1)
+    try:
+        click_id = (123_456_789 << SNOWFLAKE_TIME_SHIFT) | 4095
+        pos, f, r, ms = con.execute(
+            "SELECT row_pos(7::INTEGER, 1099511627775::BIGINT) AS p, pos_file_id(p), pos_row_no(p), "
+            "snowflake_ms($c::BIGINT, $e)", {"c": click_id, "e": SNOWFLAKE_EPOCH_MS}).fetchone()
+        assert (pos, f, r) == ((7 << 40) | (2**40 - 1), 7, 2**40 - 1)
+        assert ms == 123_456_789 + SNOWFLAKE_EPOCH_MS
+    finally:
+        con.close()
