@@ -36,14 +36,14 @@ from billing.values import (
 
 #: Twitter's Snowflake epoch (2010-11-04T01:42:54.657Z), in ms since the Unix epoch.
 SNOWFLAKE_EPOCH_MS = 1288834974657
+#: ms since that epoch sit above a Snowflake id's low 22 bits: ``(click_id >> 22) + epoch`` (SQL: snowflake_ms).
+SNOWFLAKE_TIME_SHIFT = 22
 #: Attempts per S3 request, the first included (the default of ``s3_max_attempts``).
 S3_MAX_ATTEMPTS = 8
 #: A day's lock not renewed for this long is stale (the default of ``lock_ttl``).
 LOCK_TTL = dt.timedelta(minutes=2)
-
 #: The first day billing reconciles: its horizon holds only instants after 1970 (see the README, Decisions).
 FIRST_DATE = dt.date(1970, 1, 2)
-
 #: The smallest ``--memory-limit``: DuckDB gets 40% of it (~100 MiB), what its fixed costs and a
 #: small day need; below ~16 MB it cannot even read a 20k-row day.
 MIN_MEMORY_LIMIT = 256 * 2**20

@@ -26,7 +26,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from billing.config import SNOWFLAKE_EPOCH_MS
+from billing.config import SNOWFLAKE_EPOCH_MS, SNOWFLAKE_TIME_SHIFT
 
 MIN = 60_000
 HOUR = 3_600_000
@@ -63,7 +63,7 @@ def _ms(d: dt.date) -> int:
 
 
 def snowflake(event_ms: int, worker: int, seq: int, epoch_ms: int = SNOWFLAKE_EPOCH_MS) -> int:
-    return ((event_ms - epoch_ms) << 22) | ((worker & 1023) << 12) | (seq & 4095)
+    return ((event_ms - epoch_ms) << SNOWFLAKE_TIME_SHIFT) | ((worker & 1023) << 12) | (seq & 4095)
 
 
 def generate(out: Path, date: dt.date, *, rows: int = 100_000, seed: int = 1, layout: str = "hour",

@@ -8,8 +8,8 @@ import duckdb
 
 from billing import sql
 
-#: SQL files that define macros rather than tables.
-MACRO_FILES = ("validate", "money", "stream_validate")
+#: The files of sql/macros/, loaded into every session in this order (packing first: validate uses it).
+MACRO_FILES = ("packing", "validate", "money", "stream_validate")
 
 
 #: DuckDB's share of a run's memory limit (``--memory-limit``): it spills to disk beyond it. The

@@ -44,3 +44,9 @@ class OutputContractError(BillingError):
     """An output table broke its declared schema: a bug, never published."""
 
     exit_code = 1
+
+
+class SqlContractError(BillingError):
+    """A SQL file broke its header's contract (a table it reads is missing, a malformed header): a bug."""
+
+    exit_code = 1

@@ -71,7 +71,7 @@ def land(con, rows):
     }))
     con.execute("CREATE TEMP TABLE clicks AS SELECT click_id, ad_id, epoch_us(event_time) AS event_us, "
                 "0::SMALLINT AS event_sub_ns, epoch_us(ingest_time) AS ingest_us, 0::SMALLINT AS ingest_sub_ns, "
-                "cost_micros, (file_id::BIGINT << 40) | row_no AS pos, reason FROM src")
+                "cost_micros, row_pos(file_id, row_no) AS pos, reason FROM src")
 
 
 def test_dedup_sql_winner_copies_conflict(con) -> None:
@@ -124,7 +124,7 @@ def test_totals_sql_day_membership_and_facts(con) -> None:
     dedup.pick_winners(con)  # sql/dedup.sql over the repeated ids
     first = int(at(0).timestamp()) // 60
     sql.run(con, "own_windows", stream_lateness_us=600_000_000)
-    sql.run(con, "totals", day_start_minute=first, day_end_minute=first + 1440, stream_lateness_us=600_000_000)
+    sql.run(con, "all_windows", day_start_minute=first, day_end_minute=first + 1440, stream_lateness_us=600_000_000)
     got = [tuple(r.values()) for r in sql.table(con, "window_facts").to_pylist()]
     assert got == [(5, at(0), 2, 15, 1, 1)]
     (ledger,) = sql.fetch_dicts(con, "ledger")
@@ -147,7 +147,7 @@ def test_totals_sql_losers_leave_their_own_window(con) -> None:
     dedup.pick_winners(con)  # sql/dedup.sql over the repeated ids
     first = int(at(0).timestamp()) // 60
     sql.run(con, "own_windows", stream_lateness_us=600_000_000)
-    sql.run(con, "totals", day_start_minute=first, day_end_minute=first + 1440, stream_lateness_us=600_000_000)
+    sql.run(con, "all_windows", day_start_minute=first, day_end_minute=first + 1440, stream_lateness_us=600_000_000)
     got = [tuple(r.values()) for r in sql.table(con, "window_facts").to_pylist()]
     # (ad, window, clicks, spend, duplicate_copies, late_clicks); spend NULL where no winner has a cost
     assert sorted(got) == [(5, at(1), 1, None, 2, 0), (6, at(2), 1, None, 0, 0), (7, at(4), 1, 9, 1, 0)]
@@ -157,7 +157,7 @@ def _spend_overflow(con, rows) -> list[dict]:
     dedup.pick_winners(con)
     first = int(at(0).timestamp()) // 60
     sql.run(con, "own_windows", stream_lateness_us=600_000_000)
-    sql.run(con, "totals", day_start_minute=first, day_end_minute=first + 1440, stream_lateness_us=600_000_000)
+    sql.run(con, "all_windows", day_start_minute=first, day_end_minute=first + 1440, stream_lateness_us=600_000_000)
     return sql.fetch_dicts(con, "spend_overflow")
 
 
@@ -320,7 +320,7 @@ def test_drift_money_sql(con) -> None:
     sql.run(con, "drift", tolerance_abs=0, rel_num=0, rel_den=1)
     sql.run(con, "attribute")
     sql.run(con, "drift_money", stream_has_spend=False)
-    out = sql.table(con, "drift_out")
+    out = sql.table(con, "drift_sorted")
     keys = list(zip(out.column("ad_id").to_pylist(), out.column("window_start").to_pylist(), strict=True))
     assert keys == sorted(keys)  # in key order, as drift.parquet is published
     got = {(a, w.minute): m for (a, w), m in zip(keys, out.column("money_at_risk_micros").to_pylist(), strict=True)}
@@ -338,7 +338,7 @@ def test_drift_money_sql_uses_stream_spend_when_present(con) -> None:
     sql.run(con, "drift", tolerance_abs=0, rel_num=0, rel_den=1)
     sql.run(con, "attribute")
     sql.run(con, "drift_money", stream_has_spend=True)
-    out = sql.table(con, "drift_out")
+    out = sql.table(con, "drift_sorted")
     got = {w.minute: m for w, m in zip(out.column("window_start").to_pylist(),
                                        out.column("money_at_risk_micros").to_pylist(), strict=True)}
     assert got == {0: 150, 1: -200, 3: 99}
@@ -390,7 +390,7 @@ def test_stream_sql_rows_windows_counts_and_quarantine(con) -> None:
         "row_no": pa.array([r[6] for r in rows], pa.int64()),
     }))
     sql.run(con, "stream_rows")
-    sql.run(con, "stream", day_start=at(0), day_end=at(24))
+    sql.run(con, "stream_windows", day_start=at(0), day_end=at(24))
     got = sorted(con.execute("SELECT ad_id, window_start, clicks, spend_micros, sink_rows, extra_row_clicks "
                              "FROM stream_windows").fetchall())
     assert got == [(1, at(10), 5, None, 2, 2), (2, at(10), 5, 12, 2, 1)]
@@ -436,7 +436,7 @@ def test_no_sql_file_without_a_test() -> None:
     """Every file in sql/ (the folder, listed) is named by a test, or run by billing code a test calls."""
     import re
 
-    names = {p.stem for p in sql.sql_dir().glob("*.sql")}
+    names = set(sql.files())
     assert len(names) >= 20  # the folder was found and listed
     tests_text = "\n".join(p.read_text(encoding="utf-8") for p in Path(__file__).parent.glob("test_*.py"))
     runners, calls = _sql_call_graph(names)

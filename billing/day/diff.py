@@ -1,10 +1,10 @@
 """The day's diff: authoritative windows against the stream side's, with each flagged key's cause and money.
 
-``sql/batch_windows.sql`` puts the slices' windows together, ``sql/stream_rows.sql`` judges every
-sink row (``sql/stream_validate.sql``), ``sql/stream.sql`` sums the valid rows of the day per key,
-``sql/drift.sql`` joins both sides, ``sql/attribute.sql`` explains each flagged key, ``sql/drift_money.sql``
-prices it; the day's drift leaves DuckDB in key order (``sql/drift_out.sql``),
-and totals.parquet is taken from it.
+In ``sql/day/``: ``batch_windows.sql`` puts the slices' windows together, ``stream_rows.sql`` judges every
+sink row (``sql/macros/stream_validate.sql``), ``stream_windows.sql`` sums the valid rows of the day per key,
+``drift.sql`` joins both sides, ``attribute.sql`` explains each flagged key, ``drift_money.sql`` prices it
+(table ``drift_priced``); the day's drift leaves DuckDB in key order (``drift_sorted.sql``), and
+totals.parquet is taken from it.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def diff(con: duckdb.DuckDBPyConnection, cfg: ReconcileConfig, facts: duckdb.Duc
         sql.run(con, "batch_windows", shared_lo=[lo for lo, _ in shared], shared_hi=[hi for _, hi in shared])
         con.unregister("batch_facts")
         sql.run(con, "stream_rows")
-        sql.run(con, "stream", day_start=start, day_end=end)
+        sql.run(con, "stream_windows", day_start=start, day_end=end)
         for r in sql.fetch_dicts(con, "stream_overflow"):
             raise BadInputError(f"stream rows of ad {r['ad_id']} in window {r['window_start']:%Y-%m-%d %H:%M} UTC "
                                 f"sum to {r['clicks']} clicks and {r['spend_micros']} spend micros: "
@@ -98,9 +98,9 @@ def diff(con: duckdb.DuckDBPyConnection, cfg: ReconcileConfig, facts: duckdb.Duc
         for r in sql.fetch_dicts(con, "money_overflow"):
             raise BadInputError(f"money at risk of ad {r['ad_id']} in window {r['window_start']:%Y-%m-%d %H:%M} UTC is "
                                 f"{r['money_at_risk_micros']} micros: more than int64 holds")
-        priced = sql.table(con, "drift_out")
-        con.execute("DROP TABLE drift_out")
-        block = drift_summary(con, priced)
+        day_drift = sql.table(con, "drift_sorted")
+        con.execute("DROP TABLE drift_priced")
+        block = drift_summary(con, day_drift)
     finally:
         for name in ("batch_facts", "stream_source"):
             con.unregister(name)  # a no-op when already let go of
@@ -112,7 +112,7 @@ def diff(con: duckdb.DuckDBPyConnection, cfg: ReconcileConfig, facts: duckdb.Duc
         "rows_out_of_day": int(counts["rows_out_of_day"]),
         "clicks": int(counts["clicks"]),
     }
-    return DiffResult(totals_of(priced, has_cost=has_cost), priced.select(list(DRIFT_COLUMNS)), stream_counts,
+    return DiffResult(totals_of(day_drift, has_cost=has_cost), day_drift.select(list(DRIFT_COLUMNS)), stream_counts,
                       block, int(counts["rows_in_day"]), stream_quarantine)
 
 
@@ -130,7 +130,7 @@ def relative_tolerance(rel: float) -> Fraction:
 def totals_of(drift: pa.Table, *, has_cost: bool) -> pa.Table:
     """totals.parquet from the day's drift (already in key order): every key with batch clicks.
 
-    A batch window always has clicks (sql/totals.sql keeps windows with a winner), so these are
+    A batch window always has clicks (sql/slice/all_windows.sql keeps windows with a winner), so these are
     exactly the batch windows; spend is NULL when the raw log carries no cost, else 0 for none.
     """
     keys = drift.select(["ad_id", "window_start", "batch_clicks", "batch_spend_micros"])
@@ -142,8 +142,8 @@ def totals_of(drift: pa.Table, *, has_cost: bool) -> pa.Table:
 
 
 def drift_summary(con: duckdb.DuckDBPyConnection, drift: pa.Table) -> dict[str, Any]:
-    """The ``drift`` block of summary.json, computed in SQL over the day's drift (``drift_out``)."""
-    con.register("drift_out", drift)
+    """The ``drift`` block of summary.json, computed in SQL over the day's drift (registered as ``day_drift``)."""
+    con.register("day_drift", drift)
     try:
         (t,) = sql.fetch_dicts(con, "drift_summary")
         by_status: dict[str, int] = {}
@@ -154,7 +154,7 @@ def drift_summary(con: duckdb.DuckDBPyConnection, drift: pa.Table) -> dict[str, 
             else:
                 by_cause[r["name"]] = {"keys": int(r["keys"]), "clicks": int(r["clicks"])}
     finally:
-        con.unregister("drift_out")
+        con.unregister("day_drift")
     priced = t["priced_keys"] > 0
     return {
         "keys": t["keys"],

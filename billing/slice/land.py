@@ -22,7 +22,7 @@ import duckdb
 import pyarrow as pa
 
 from billing import sql
-from billing.config import ReconcileConfig
+from billing.config import SNOWFLAKE_TIME_SHIFT, ReconcileConfig
 from billing.io.raw import ClickRange, SourceFile
 from billing.io.raw_rows import ReadFailure, click_reader
 from billing.io.storage import LocalStore, Store
@@ -112,8 +112,8 @@ def land_native(con: duckdb.DuckDBPyConnection, store: LocalStore, sources: list
     # A core row's arrival is within the lead of its click_id's time: bounds on ingest_time that
     # let DuckDB skip row groups by their statistics (implied by the filter, so they drop no row;
     # a µs wider each side, as DuckDB's cast of nanoseconds to µs rounds).
-    first_ms = (max(rng.lo or 1, 1) >> 22) + cfg.snowflake_epoch_ms
-    last_ms = (((rng.hi - 1) if rng.hi is not None else MAX_CLICK_ID) >> 22) + cfg.snowflake_epoch_ms
+    first_ms = (max(rng.lo or 1, 1) >> SNOWFLAKE_TIME_SHIFT) + cfg.snowflake_epoch_ms
+    last_ms = (((rng.hi - 1) if rng.hi is not None else MAX_CLICK_ID) >> SNOWFLAKE_TIME_SHIFT) + cfg.snowflake_epoch_ms
     params = {"file_ids": [s.file_id for s in chosen],
               "epoch_ms": cfg.snowflake_epoch_ms, "max_skew_us": _skew_us(cfg), "lo": rng.lo, "hi": rng.hi,
               "cutoff_files": cut, "cutoff_us": None if cutoff is None else epoch_us(cutoff),

@@ -15,7 +15,7 @@ import math
 import numpy as np
 
 from billing import engine
-from billing.config import ReconcileConfig
+from billing.config import SNOWFLAKE_TIME_SHIFT, ReconcileConfig
 from billing.io.raw import ClickRange, SourceFile
 
 log = logging.getLogger(__name__)
@@ -62,8 +62,8 @@ def plan_ranges(sources: list[SourceFile], n: int, epoch_ms: int | None = None) 
                 continue
             lo, hi = max(mn, 1), max(mx, 1)
             if arrival is not None and epoch_ms is not None:
-                bulk_lo = (arrival[0] - CLICK_LEAD_MS - epoch_ms) << 22
-                bulk_hi = ((arrival[1] + 1 - epoch_ms) << 22) - 1
+                bulk_lo = (arrival[0] - CLICK_LEAD_MS - epoch_ms) << SNOWFLAKE_TIME_SHIFT
+                bulk_hi = ((arrival[1] + 1 - epoch_ms) << SNOWFLAKE_TIME_SHIFT) - 1
                 if max(lo, bulk_lo) <= min(hi, bulk_hi):
                     lo, hi = max(lo, bulk_lo), min(hi, bulk_hi)
             mins.append(lo)

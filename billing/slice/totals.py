@@ -39,7 +39,7 @@ def window_facts(con: duckdb.DuckDBPyConnection, cfg: ReconcileConfig) -> pa.Tab
     Needs ``own_windows`` (:func:`count_own_windows`) and ``copies`` (billing.slice.dedup).
     """
     first, last = day_minutes(cfg.date)
-    sql.run(con, "totals", day_start_minute=first, day_end_minute=last, stream_lateness_us=_lateness_us(cfg))
+    sql.run(con, "all_windows", day_start_minute=first, day_end_minute=last, stream_lateness_us=_lateness_us(cfg))
     check_spend_fits(con, cfg)
     return sql.table(con, "window_facts")
 

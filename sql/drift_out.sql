@@ -1,6 +1,0 @@
--- The day's drift in key order, as drift.parquet is published (plus explained_clicks, for the summary).
--- money_at_risk_micros fits BIGINT here: sql/money_overflow.sql checked it.
-SELECT ad_id, window_start, batch_clicks, stream_clicks, delta, status, flagged, cause, batch_spend_micros,
-       stream_spend_micros, money_at_risk_micros::BIGINT AS money_at_risk_micros, explained_clicks
-FROM drift_out
-ORDER BY ad_id, window_start;

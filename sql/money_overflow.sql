@@ -1,7 +1,0 @@
--- Money at risk that does not fit BIGINT (int64 micros), checked on drift_out before drift.parquet is
--- fetched: the first key (by ad_id, window_start) whose money overflows; no row when all fit.
-SELECT ad_id, window_start, money_at_risk_micros::VARCHAR AS money_at_risk_micros
-FROM drift_out
-WHERE money_at_risk_micros NOT BETWEEN -9223372036854775808 AND 9223372036854775807
-ORDER BY ad_id, window_start
-LIMIT 1;

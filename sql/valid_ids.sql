@@ -1,2 +1,0 @@
--- The click_id of every valid row of the slice, in no particular order (billing.dedup sorts them).
-SELECT click_id FROM clicks WHERE reason IS NULL;
