@@ -6,18 +6,24 @@ For demo seeds 1, 2 and 3 it reconciles the day through the CLI (a subprocess, s
 works): in one process, with ``--slices 5``, with ``--workers 2 --slices 3``, and through
 plan / run-slice / merge; it records the SHA-256 of every file of the committed version except
 manifest.json (which holds run metadata: time, host, run id) and each run's exit code.
+
+The lakes are made in one fixed folder (``DIGEST_DIR``, default /tmp/billing-digest, emptied first)
+with every file's modification time pinned, because report.html lists each input's location and
+version (mtime locally): the same code then gives the same digest on every run and every machine.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 DATE = "2026-11-26"
+PINNED_MTIME_NS = 1_764_115_200 * 10**9  # 2025-11-26 00:00 UTC
 PATHS = {"one": [], "slices5": ["--slices", "5"], "workers2": ["--workers", "2", "--slices", "3"]}
 
 
@@ -34,25 +40,30 @@ def version_digest(out: Path) -> dict[str, str]:
 
 def main(target: str) -> None:
     result: dict[str, object] = {}
-    with tempfile.TemporaryDirectory(prefix="billing-digest-") as tmp:
-        for seed in (1, 2, 3):
-            lake = Path(tmp) / f"lake{seed}"
-            r = billing("demo", "--out", str(lake), "--date", DATE, "--rows", "20000", "--seed", str(seed))
-            assert r.returncode == 0, r.stderr
-            common = ["--date", DATE, "--raw", str(lake / "raw"), "--stream", str(lake / "stream")]
-            for name, extra in PATHS.items():
-                out = Path(tmp) / f"out{seed}-{name}"
-                r = billing("reconcile", *common, "--out", str(out), *extra)
-                result[f"seed{seed}/{name}"] = {"exit": r.returncode, "files": version_digest(out)}
-            out = Path(tmp) / f"out{seed}-distributed"
-            r = billing("plan", *common, "--out", str(out), "--slices", "4")
-            assert r.returncode == 0, r.stderr
-            plan = r.stdout.strip()
-            for k in range(4):
-                s = billing("run-slice", "--plan", plan, "--slice", str(k))
-                assert s.returncode == 0, s.stderr
-            r = billing("merge", "--plan", plan)
-            result[f"seed{seed}/distributed"] = {"exit": r.returncode, "files": version_digest(out)}
+    tmp = Path(os.environ.get("DIGEST_DIR", "/tmp/billing-digest"))
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for seed in (1, 2, 3):
+        lake = Path(tmp) / f"lake{seed}"
+        r = billing("demo", "--out", str(lake), "--date", DATE, "--rows", "20000", "--seed", str(seed))
+        assert r.returncode == 0, r.stderr
+        for f in lake.rglob("*"):
+            if f.is_file():
+                os.utime(f, ns=(PINNED_MTIME_NS, PINNED_MTIME_NS))
+        common = ["--date", DATE, "--raw", str(lake / "raw"), "--stream", str(lake / "stream")]
+        for name, extra in PATHS.items():
+            out = Path(tmp) / f"out{seed}-{name}"
+            r = billing("reconcile", *common, "--out", str(out), *extra)
+            result[f"seed{seed}/{name}"] = {"exit": r.returncode, "files": version_digest(out)}
+        out = Path(tmp) / f"out{seed}-distributed"
+        r = billing("plan", *common, "--out", str(out), "--slices", "4")
+        assert r.returncode == 0, r.stderr
+        plan = r.stdout.strip()
+        for k in range(4):
+            s = billing("run-slice", "--plan", plan, "--slice", str(k))
+            assert s.returncode == 0, s.stderr
+        r = billing("merge", "--plan", plan)
+        result[f"seed{seed}/distributed"] = {"exit": r.returncode, "files": version_digest(out)}
     Path(target).write_text(json.dumps(result, indent=2, sort_keys=True, allow_nan=False) + "\n")
     for seed in (1, 2, 3):
         runs = [result[f"seed{seed}/{name}"] for name in (*PATHS, "distributed")]
