@@ -42,6 +42,25 @@ class BillingGroup(click.Group):
     ``--debug`` adds the traceback before that line; the exit code stays the same.
     """
 
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        """Click's own usage errors (an unknown option, a value of the wrong type) as one line too, exit 2."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, False, **extra)
+        except click.exceptions.UsageError as e:
+            where = e.ctx.command_path if e.ctx is not None else (prog_name or "billing")
+            click.echo(f"billing: error: {_one_line(e.format_message())} (see '{where} --help')", err=True)
+            sys.exit(e.exit_code)
+        except click.exceptions.ClickException as e:
+            click.echo(f"billing: error: {_one_line(e.format_message())}", err=True)
+            sys.exit(e.exit_code)
+        except click.exceptions.Abort:
+            click.echo("billing: aborted", err=True)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)

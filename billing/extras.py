@@ -16,6 +16,24 @@ import math
 
 import pyarrow as pa
 
+#: Columns the quarantines add to each row; an input column of the same name is kept as ``<name>_input``.
+ADDED = ("reason", "source_file", "source_row")
+
+
+def keep_extras(full: pa.Table, cols: dict[str, pa.Array]) -> dict[str, pa.ChunkedArray]:
+    """The columns of ``full`` not already in ``cols`` (the normalised core columns), by name; one named like
+    a column the quarantine adds (:data:`ADDED`) is renamed ``<name>_input`` (``_input`` again while taken)."""
+    out: dict[str, pa.ChunkedArray] = {}
+    for name in full.column_names:
+        if name in ADDED:
+            new = f"{name}_input"
+            while new in full.column_names or new in cols or new in out:
+                new += "_input"
+            out[new] = full.column(name)
+        elif name not in cols:
+            out[name] = full.column(name)
+    return out
+
 
 def union_keeping_extras(head: pa.Schema, parts: list[pa.Table]) -> pa.Table:
     """``parts`` stacked: ``head``'s columns, then every other column by name (sorted)."""
@@ -60,9 +78,13 @@ def json_text(col: pa.ChunkedArray | pa.Array) -> pa.Array:
     strings of their digits, binary as base64 strings, NaN and infinities as the strings ``"nan"``,
     ``"inf"``, ``"-inf"`` (JSON has no such numbers).
     """
+    try:
+        values = col.to_pylist()
+    except (ValueError, OverflowError):  # ns below the microsecond, years past 9999: Arrow's text, in full
+        values = col.cast(pa.string()).to_pylist()
     return pa.array([None if v is None else json.dumps(_finite(v), ensure_ascii=False, default=_json_default,
                                                       allow_nan=False)
-                     for v in col.to_pylist()], pa.string())
+                     for v in values], pa.string())
 
 
 def _finite(v: object) -> object:

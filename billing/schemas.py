@@ -234,6 +234,8 @@ def check_structure(model: type[pa_.DataFrameModel], schema: pa.Schema, where: s
     normalised_fields = []
     for name, col in declared.items():
         target = _arrow_type(model, name)
+        if len(schema.get_all_field_indices(name)) > 1:
+            raise BadInputError(f"{where}: column {name!r} appears {len(schema.get_all_field_indices(name))} times")
         idx = schema.get_field_index(name)
         if idx < 0:
             if col.required:

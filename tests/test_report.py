@@ -257,8 +257,8 @@ def test_every_data_value_is_escaped_as_before() -> None:
     assert hostile not in page and "<b x=" not in page
     escaped = "&lt;b x=&#x27;1&#x27;&gt;&quot;&amp;é✓&lt;/b&gt;"
     # date x2, code version x2, ledger reason, cause chart + table + top ads x2 (main cause), quarantine reason
-    # table + example reason + example source, conflict source, raw path + version, stream path
-    assert page.count(escaped) == 16, page.count(escaped)
+    # table + example reason + example source, conflict source, raw path, stream path (no versions: manifest)
+    assert page.count(escaped) == 15, page.count(escaped)
     assert page.count("<script>") == 1 and page.count("<svg") == 2
     assert page.endswith("</script></main></body></html>\n")
 

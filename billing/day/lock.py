@@ -16,7 +16,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from billing.errors import LockedError, StorageError
+from billing.errors import BadInputError, LockedError, StorageError
 from billing.io.storage import read_text
 
 if TYPE_CHECKING:  # a type only: billing.day.publish imports this module
@@ -26,6 +26,18 @@ log = logging.getLogger(__name__)
 
 CURRENT = "_current.json"
 LOCK = "_lock.json"
+
+def parse_current(data: bytes | str, url: str) -> dict[str, Any]:
+    """The content of a day's ``_current.json``: ``{"version": N, "dir": "v=N"}``, or exit 2 naming the file."""
+    try:
+        cur = json.loads(data)
+        if isinstance(cur, dict) and isinstance(cur.get("version"), int) and cur.get("dir") == f"v={cur['version']}":
+            return cur
+    except (ValueError, UnicodeDecodeError):
+        pass
+    raise BadInputError(f"{url} is not a version pointer (expected {{\"version\": N, \"dir\": \"v=N\"}}): "
+                        f"it was changed by hand or by another program")
+
 
 class DayLock:
     """A held day lock: a heartbeat thread renews it; the commit is fenced by it.
@@ -90,7 +102,7 @@ class DayLock:
         base = store.read_tagged(self.day.path(CURRENT))
         if base is not None:
             self.base_tag = base[1]
-            self.base_version = int(json.loads(base[0])["version"])
+            self.base_version = int(parse_current(base[0], self.day.url(CURRENT))["version"])
         self._thread = threading.Thread(target=self._heartbeat, name=f"billing-lock-{self.run_id}", daemon=True)
         self._thread.start()
 
@@ -124,7 +136,7 @@ class DayLock:
 
     def _lost_message(self) -> str:
         text = read_text(self.day.out, self.day.path(CURRENT))
-        now = None if text is None else int(json.loads(text)["version"])
+        now = None if text is None else int(parse_current(text, self.day.url(CURRENT))["version"])
         meanwhile = (f"; another run committed version {now} meanwhile" if now != self.base_version else "")
         return (f"{self.day.date}: this run lost the day's lock ({self._lost}){meanwhile}; "
                 f"nothing published (lock: {self.day.url(LOCK)})")
@@ -134,7 +146,7 @@ class DayLock:
         self.renew()
         found = self.day.out.read_tagged(self.day.path(CURRENT))
         if (found[1] if found else None) != self.base_tag:
-            now = int(json.loads(found[0])["version"]) if found else None
+            now = int(parse_current(found[0], self.day.url(CURRENT))["version"]) if found else None
             raise LockedError(f"{self.day.date}: another run committed version {now} meanwhile "
                               f"(this run started from version {self.base_version}); nothing published")
 

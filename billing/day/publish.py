@@ -41,7 +41,7 @@ import pyarrow.parquet as pq
 
 from billing import faults
 from billing.config import LOCK_TTL
-from billing.day.lock import CURRENT, DayLock, now_ms
+from billing.day.lock import CURRENT, DayLock, now_ms, parse_current
 from billing.errors import BadInputError
 from billing.io.storage import Store, read_text
 
@@ -86,7 +86,7 @@ class Day:
     # --- reading -------------------------------------------------------------------------------
     def current(self) -> dict[str, Any] | None:
         text = read_text(self.out, self.path(CURRENT))
-        return None if text is None else json.loads(text)
+        return None if text is None else parse_current(text, self.url(CURRENT))
 
     def current_version(self) -> int | None:
         cur = self.current()

@@ -12,7 +12,7 @@ from typing import Any
 import pyarrow as pa
 
 from billing import schemas
-from billing.extras import union_keeping_extras
+from billing.extras import keep_extras, union_keeping_extras
 from billing.io.raw import SourceFile
 from billing.io.raw_rows import normalise_batch, read_full_rows
 from billing.io.storage import Store
@@ -48,9 +48,8 @@ def assemble_quarantine(store: Store, sources: list[SourceFile], pointers: pa.Ta
         cols["reason"] = pa.array([r for _, r in rows], pa.string())
         cols["source_file"] = pa.array([src.path] * len(rows), pa.string())
         cols["source_row"] = pa.array([r for r, _ in rows], pa.int64())
-        for name in full.column_names:
-            if name not in cols:
-                cols[name] = full.column(name).combine_chunks()
+        for name, col in keep_extras(full, cols).items():
+            cols[name] = col.combine_chunks()
         parts.append(pa.table(cols))
     return union_keeping_extras(QUARANTINE_HEAD, parts)
 
@@ -75,8 +74,6 @@ def assemble_stream_quarantine(store: Store, sources: list[StreamSource], pointe
         cols["reason"] = pa.array([r for _, r in rows], pa.string())
         cols["source_file"] = pa.array([src.path] * len(rows), pa.string())
         cols["source_row"] = take
-        for name in full.column_names:
-            if name not in cols:
-                cols[name] = full.column(name)
+        cols.update(keep_extras(full, cols))
         parts.append(pa.table(cols))
     return union_keeping_extras(STREAM_HEAD, parts)

@@ -82,6 +82,8 @@ class S3Store:
         try:
             for page in self._s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=key_prefix):
                 for obj in page.get("Contents", []):
+                    if obj["Key"].endswith("/"):
+                        continue  # a folder marker (the S3 console, Hadoop), not a file: a folder locally
                     rel = obj["Key"][len(root) + 1:] if root else obj["Key"]
                     out.append(FileInfo(rel, int(obj["Size"]), obj["ETag"].strip('"')))
         except Exception as e:

@@ -131,8 +131,10 @@ def page(*, summary: dict[str, Any], drift: pa.Table, ads: list[dict[str, Any]],
                 "stream_files": n(len(stream_files)),
                 "beyond_horizon": n(summary.get("horizon", {}).get("rows_beyond_horizon", 0)),
                 "more_raw": n(len(raw_files) - RAW_FILES_SHOWN) if len(raw_files) > RAW_FILES_SHOWN else ""},
-        files=Table(["file", "bytes", "version"], [[f["path"], n(f["bytes"]), f["version"]] for f in
-                                                   raw_files[:RAW_FILES_SHOWN] + stream_files[:STREAM_FILES_SHOWN]],
+        # No version tags (mtime, ETag): they are run metadata, kept in manifest.json. A touched input with
+        # the same bytes must give the same report, so a re-run stays "unchanged".
+        files=Table(["file", "bytes"], [[f["path"], n(f["bytes"])] for f in
+                                        raw_files[:RAW_FILES_SHOWN] + stream_files[:STREAM_FILES_SHOWN]],
                     frozenset({1})),
     )
 
@@ -166,12 +168,25 @@ def _conflict_examples(conflicts: pa.Table) -> Table:
                  frozenset({1}))
 
 
+def _rows(table: pa.Table) -> list[dict[str, Any]]:
+    """The rows as Python values; a column Python cannot hold (ns below the microsecond, years past 9999)
+    as Arrow's own text of each value instead."""
+    columns = {}
+    for name in table.column_names:
+        col = table.column(name)
+        try:
+            columns[name] = col.to_pylist()
+        except (ValueError, OverflowError):
+            columns[name] = col.cast(pa.string()).to_pylist()
+    return [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)]
+
+
 def _quarantine_examples(quarantine: pa.Table) -> Table:
     """Two rows per reason, in the table's order, each raw row as strict JSON."""
     cols = [c for c in quarantine.column_names if c not in ("reason", "source_file", "source_row")]
     examples: list[list[Any]] = []
     seen: dict[str, int] = defaultdict(int)
-    for r in quarantine.to_pylist():
+    for r in _rows(quarantine):
         if seen[r["reason"]] < 2:
             seen[r["reason"]] += 1
             examples.append([r["reason"], f"{r['source_file']} row {r['source_row']}",
