@@ -49,6 +49,7 @@ test-fast: setup
 
 lint: setup
 	$(BIN)/ruff check billing jobs tests tests_airflow benchmarks
+	$(BIN)/python -m mypy billing
 
 $(DEMO)/raw:
 	$(BIN)/billing demo --out $(DEMO) --date $(DATE) --rows $(ROWS) --seed $(SEED)
@@ -67,4 +68,4 @@ bench: setup
 	$(BIN)/python -m benchmarks.run
 
 clean:
-	rm -rf $(DEMO) .pytest_cache .ruff_cache
+	rm -rf $(DEMO) .pytest_cache .ruff_cache .mypy_cache

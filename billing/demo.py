@@ -49,6 +49,24 @@ class Row:
     pos: int = 0
 
 
+@dataclass(frozen=True)
+class _Valid:
+    """A row that passed validation: its id, ad, event time and cost are all set."""
+
+    click_id: int
+    ad_id: int
+    event_ms: int
+    ingest_ms: int | None
+    cost: int
+    file: str
+    pos: int
+
+
+def _valid(r: Row) -> _Valid:
+    assert r.click_id is not None and r.ad_id is not None and r.event_ms is not None and r.cost is not None, r
+    return _Valid(r.click_id, r.ad_id, r.event_ms, r.ingest_ms, r.cost, r.file, r.pos)
+
+
 @dataclass
 class Truth:
     ledger: dict[str, Any]
@@ -240,28 +258,28 @@ def _truth(raw: list[Row], date: dt.date, layout: str, d0: int, ad_ids: list[int
            stream_root: Path, planted: Counter[str]) -> Truth:
     read = [r for r in raw if _read_by_batch(r, date, layout, d0)]
     invalid = Counter(r.reason for r in read if r.reason)
-    valid = [r for r in read if not r.reason]
-    copies: dict[int, list[Row]] = defaultdict(list)
+    valid = [_valid(r) for r in read if not r.reason]
+    copies: dict[int, list[_Valid]] = defaultdict(list)
     for r in valid:
-        copies[r.click_id].append(r)  # type: ignore[index]
+        copies[r.click_id].append(r)
     inf = float("inf")
     winners = {cid: min(cs, key=lambda r: (inf if r.ingest_ms is None else r.ingest_ms, r.file, r.pos))
                for cid, cs in copies.items()}
     conflicts = sum(1 for cs in copies.values()
-                    if len({r.ad_id for r in cs}) > 1 or len({_window(r.event_ms) for r in cs}) > 1)  # type: ignore[arg-type]
-    in_day = {cid: w for cid, w in winners.items() if d0 <= w.event_ms < d0 + DAY}  # type: ignore[operator]
+                    if len({r.ad_id for r in cs}) > 1 or len({_window(r.event_ms) for r in cs}) > 1)
+    in_day = {cid: w for cid, w in winners.items() if d0 <= w.event_ms < d0 + DAY}
     totals: dict[tuple[int, int], list[int]] = defaultdict(lambda: [0, 0])
     dups: Counter[tuple[int, int]] = Counter()
     late: Counter[tuple[int, int]] = Counter()
     conflict_windows: set[tuple[int, int]] = set()
     for cid, w in in_day.items():
-        key = (w.ad_id, _window(w.event_ms))  # type: ignore[arg-type]
+        key = (w.ad_id, _window(w.event_ms))
         totals[key][0] += 1
-        totals[key][1] += w.cost  # type: ignore[operator]
+        totals[key][1] += w.cost
         dups[key] += len(copies[cid]) - 1
-        if w.ingest_ms is not None and w.ingest_ms - w.event_ms > STREAM_LATENESS:  # type: ignore[operator]
+        if w.ingest_ms is not None and w.ingest_ms - w.event_ms > STREAM_LATENESS:
             late[key] += 1
-        if len({(r.ad_id, _window(r.event_ms)) for r in copies[cid]}) > 1:  # type: ignore[arg-type]
+        if len({(r.ad_id, _window(r.event_ms)) for r in copies[cid]}) > 1:
             conflict_windows.add(key)
 
     ledger = {
@@ -273,7 +291,7 @@ def _truth(raw: list[Row], date: dt.date, layout: str, d0: int, ad_ids: list[int
         "conflicting_click_ids": conflicts,
         "clicks_out_of_day": len(winners) - len(in_day),
         "billable_clicks": len(in_day),
-        "billable_spend_micros": sum(w.cost for w in in_day.values()),  # type: ignore[misc]
+        "billable_spend_micros": sum(w.cost for w in in_day.values()),
     }
 
     # The stream counted every in-day click once, in its window, unless it came later than its watermark.
@@ -347,8 +365,8 @@ def _truth(raw: list[Row], date: dt.date, layout: str, d0: int, ad_ids: list[int
 
     # The sink's files: one row per non-empty window, re-emitted rows, and rows of other days.
     sink_base = {k: c for k, c in sorted(stream.items()) if c > 0}
-    for a, w, extra in extra_sink_rows:
-        sink_base[(a, w)] -= extra
+    for a, win, extra in extra_sink_rows:
+        sink_base[(a, win)] -= extra
     out_of_day = [(ad_ids[0], d0 - MIN, 3), (ad_ids[1], d0 + DAY, 2), (ad_ids[2], d0 + DAY + 5 * MIN, 1)]
     _write_stream(stream_root, date, sorted(sink_base.items()), extra_sink_rows, out_of_day)
 
@@ -360,6 +378,7 @@ def _truth(raw: list[Row], date: dt.date, layout: str, d0: int, ad_ids: list[int
     for k in sorted(set(totals) | {k for k, c in stream.items() if c > 0}):
         b, s = totals[k][0] if k in totals else 0, stream.get(k, 0)
         delta = s - b
+        money: int | None
         status = ("missing_in_stream" if s == 0 and k in totals else "missing_in_batch" if k not in totals
                   else "stream_over" if delta > 0 else "stream_under" if delta < 0 else "match")
         if k in totals:

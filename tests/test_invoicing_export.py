@@ -167,7 +167,7 @@ def test_a_restated_day_is_replaced_in_one_transaction(schema: str) -> None:
                 while not done.is_set():
                     cur.execute(f'SELECT count(*), min(billing_version), max(billing_version), sum(clicks)::int8 '
                                 f'FROM "{schema}".billing_totals WHERE date = $1', parameters=(D,))
-                    count, lo, hi, clicks = cur.fetchone()  # type: ignore[misc]
+                    count, lo, hi, clicks = cur.fetchone()
                     seen.append((int(count), lo or 0, hi or 0))
                     expected = {n1: (1, 1, sum(1_000_000 + i for i in range(n1))),
                                 n2: (2, 2, sum(2_000_000 + i for i in range(n2)))}

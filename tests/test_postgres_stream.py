@@ -231,7 +231,7 @@ def _parquet_stream(root: Path) -> pa.Table:
 
 def test_equals_the_parquet_read_of_the_same_rows(schema: str, tmp_path: Path) -> None:
     stream = tmp_path / "stream"
-    write_stream(stream, [(1, at(0), 3), (1, at(0), 3), (2, at(1, 5), 4), (None, at(2), 1)], name="a.parquet",  # type: ignore[list-item]
+    write_stream(stream, [(1, at(0), 3), (1, at(0), 3), (2, at(1, 5), 4), (None, at(2), 1)], name="a.parquet",  # type: ignore[list-item]  # a null ad_id on purpose
                  spend=[300, 300, None, 5])
     write_stream(stream, [(3, at(23, 59), 1), (4, at(3), -1)], name="b.parquet")  # no spend column
     files = _parquet_stream(stream)
@@ -493,7 +493,7 @@ def test_pgpassword_and_pgpass_work_as_for_libpq(auth_server: str, tmp_path: Pat
 
 def test_load_upsert_keeps_the_last_write_per_key_and_insert_keeps_every_row(schema: str, tmp_path: Path) -> None:
     stream = tmp_path / "stream"
-    write_stream(stream, [(1, at(1), 1), (2, at(1), 5), (None, at(1), 9)], name="a.parquet",  # type: ignore[list-item]
+    write_stream(stream, [(1, at(1), 1), (2, at(1), 5), (None, at(1), 9)], name="a.parquet",  # type: ignore[list-item]  # a null ad_id on purpose
                  spend=[10, 50, 90])
     write_stream(stream, [(1, at(1), 3), (1, at(1), 4)], name="b.parquet", spend=[30, None])
     ins = load_stream_table(uri(schema, "ins"), stream, D, mode="insert")

@@ -206,7 +206,7 @@ class Day:
         hashes = {name: sha256_file(p) for name, p in sorted(staged.items())}
         current = held.base_version
         previous_manifest = self.read_json(current, MANIFEST) if current is not None else None
-        if previous_manifest is not None:
+        if current is not None and previous_manifest is not None:
             prev_hashes = {k: v["sha256"] for k, v in previous_manifest.get("outputs", {}).items()}
             if all(prev_hashes.get(n) == hashes[n] for n in compare):
                 log.info("outputs identical to version %d: unchanged, nothing committed", current)

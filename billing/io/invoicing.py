@@ -200,7 +200,7 @@ def export_day(uri: str, date: dt.date, totals: pa.Table, *, version: int, manif
             cur.execute(f"SET LOCAL lock_timeout = '{max(1, round(lock_timeout_s * 1000))}ms'")
             cur.execute("SELECT to_regnamespace($1) IS NOT NULL, to_regclass($2) IS NOT NULL, "
                         "to_regclass($3) IS NOT NULL", parameters=(quote_ident(db.schema), target, ledger))
-            has_schema, has_table, has_ledger = cur.fetchone()  # type: ignore[misc]
+            has_schema, has_table, has_ledger = cur.fetchone()
             if not has_schema:
                 raise BadInputError(db.scrub(f"{db.redacted()}: schema {display_ident(db.schema)} does not exist"))
             created: list[str] = []
@@ -210,7 +210,7 @@ def export_day(uri: str, date: dt.date, totals: pa.Table, *, version: int, manif
                 totals_ddl, ledger_ddl = ddl(db.schema, db.table)
                 for exists_sql, create, name in ((target, totals_ddl, shown), (ledger, ledger_ddl, shown_ledger)):
                     cur.execute("SELECT to_regclass($1) IS NOT NULL", parameters=(exists_sql,))
-                    if not cur.fetchone()[0]:  # type: ignore[index]
+                    if not cur.fetchone()[0]:
                         cur.execute(create)
                         created.append(name)
             doing = f"locking {date} of {shown}"
@@ -222,7 +222,7 @@ def export_day(uri: str, date: dt.date, totals: pa.Table, *, version: int, manif
             previous = int(before[0]) if before else None
             if before is not None:
                 cur.execute(f"SELECT count(*) FROM {target} WHERE date = $1", parameters=(date,))
-                present = int(cur.fetchone()[0])  # type: ignore[index]
+                present = int(cur.fetchone()[0])
                 if previous == version:
                     if before[1] != manifest_sha256:
                         raise BadInputError(
@@ -242,7 +242,7 @@ def export_day(uri: str, date: dt.date, totals: pa.Table, *, version: int, manif
             doing = f"deleting {date} from {shown}"
             cur.execute(f"WITH gone AS (DELETE FROM {target} WHERE date = $1 RETURNING 1) SELECT count(*) FROM gone",
                         parameters=(date,))
-            deleted = int(cur.fetchone()[0])  # type: ignore[index]
+            deleted = int(cur.fetchone()[0])
             if pause_hook is not None:
                 pause_hook()
             doing = f"loading {date} into {shown}"
@@ -254,7 +254,7 @@ def export_day(uri: str, date: dt.date, totals: pa.Table, *, version: int, manif
                         "exported_at = EXCLUDED.exported_at, manifest_sha256 = EXCLUDED.manifest_sha256, "
                         "row_count = EXCLUDED.row_count RETURNING exported_at",
                         parameters=(date, version, manifest_sha256, rows.num_rows))
-            exported_at = cur.fetchone()[0]  # type: ignore[index]
+            exported_at = cur.fetchone()[0]
             doing = "committing"
         conn.commit()
     except BadInputError:

@@ -578,7 +578,7 @@ def load_stream_table(uri: str, stream_dir: str | Path, date: dt.date, *,
                 cols = ", ".join(q[k] for k in KEYS)
                 cur.execute(f"SELECT count(*) AS n FROM {quote_ident(stage)} "
                             f"WHERE {q['ad_id']} IS NULL OR {q['window_start']} IS NULL")
-                dropped = int(cur.fetchone()[0])  # type: ignore[index]
+                dropped = int(cur.fetchone()[0])
                 cur.execute(
                     f"INSERT INTO {db.qualified} ({cols}) SELECT DISTINCT ON ({key}) {cols} FROM {quote_ident(stage)} "
                     f"WHERE {q['ad_id']} IS NOT NULL AND {q['window_start']} IS NOT NULL ORDER BY {key}, ord DESC "
@@ -588,7 +588,7 @@ def load_stream_table(uri: str, stream_dir: str | Path, date: dt.date, *,
             start = dt.datetime.combine(date, dt.time(), tzinfo=dt.UTC)
             cur.execute(f"SELECT count(*) AS n FROM {db.qualified} WHERE {q['window_start']} >= $1::timestamptz "
                         f"AND {q['window_start']} < $2::timestamptz", parameters=(start, start + dt.timedelta(days=1)))
-            in_day = int(cur.fetchone()[0])  # type: ignore[index]
+            in_day = int(cur.fetchone()[0])
         conn.commit()
     except BadInputError:
         raise

@@ -149,7 +149,7 @@ def _click_ranges(pfile: pq.ParquetFile) -> list[tuple[int | None, int | None, i
     md = pfile.metadata
     idx = pfile.schema_arrow.get_field_index("click_id")
     integer = idx >= 0 and pa.types.is_integer(pfile.schema_arrow.field(idx).type)
-    ranges = []
+    ranges: list[tuple[int | None, int | None, int, bool]] = []
     for g, stats in enumerate(column_stats(pfile, "click_id")):
         rows = md.row_group(g).num_rows
         if integer and stats is not None and stats.has_min_max:

@@ -88,7 +88,7 @@ def _set_aside_stragglers(cfg: ReconcileConfig, inputs: Inputs, ranges: list[Cli
     path = work / "stragglers.parquet"
     con = engine.connect(memory_limit=cfg.memory_limit, threads=cfg.threads, temp_dir=str(work))
     try:
-        n = land.set_aside_stragglers(con, inputs.raw, inputs.sources, cfg, path)  # type: ignore[arg-type]  # stragglers_apply() checked: a LocalStore
+        n = land.set_aside_stragglers(con, inputs.raw, inputs.sources, cfg, path)
     except duckdb.Error as e:  # the slices fall back to reading every row group, through Arrow if need be
         log.warning("could not set the stragglers aside (%s); slices read the lake directly",
                     str(e).strip().splitlines()[0][:200])

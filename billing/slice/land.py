@@ -17,6 +17,7 @@ import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TypeGuard
 
 import duckdb
 import pyarrow as pa
@@ -165,7 +166,7 @@ def literal_files(paths: list[str]) -> Iterator[list[str]]:
         yield links
 
 
-def stragglers_apply(store: Store, sources: list[SourceFile]) -> bool:
+def stragglers_apply(store: Store, sources: list[SourceFile]) -> TypeGuard[LocalStore]:
     """Whether a day can set its stragglers aside: local files DuckDB reads, each with an ingest_time."""
     return (isinstance(store, LocalStore) and bool(sources) and native_readable(sources)
             and all("ingest_time" in s.columns for s in sources))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -56,4 +57,5 @@ def check_spend_fits(con: duckdb.DuckDBPyConnection, cfg: ReconcileConfig) -> No
 
 def slice_ledger(con: duckdb.DuckDBPyConnection, reasons: dict[str, int]) -> Ledger:
     (row,) = sql.fetch_dicts(con, "ledger")
-    return Ledger(invalid_by_reason=reasons, **{k: (int(v) if v is not None else None) for k, v in row.items()})
+    counts: dict[str, Any] = {k: (int(v) if v is not None else None) for k, v in row.items()}  # sql/ names the fields
+    return Ledger(invalid_by_reason=reasons, **counts)
