@@ -24,6 +24,15 @@ STREAM_CORE = ("ad_id", "window_start", "clicks", "spend_micros")
 STREAM_HEAD = schemas.arrow_schema(schemas.StreamQuarantine)
 
 
+def by_file(pointers: pa.Table) -> list[tuple[int, list[tuple[int, str]]]]:
+    """Quarantine pointers (file_id, row_no, reason) grouped by file, files and rows in order."""
+    grouped: dict[int, list[tuple[int, str]]] = {}
+    for fid, row, reason in zip(*(pointers.column(c).to_pylist() for c in ("file_id", "row_no", "reason")),
+                                strict=True):
+        grouped.setdefault(fid, []).append((row, reason))
+    return [(fid, sorted(grouped[fid])) for fid in sorted(grouped)]
+
+
 def assemble_quarantine(store: Store, sources: list[SourceFile], pointers: pa.Table) -> pa.Table:
     """The full quarantined rows: normalised core columns, reason, source, then every other column.
 
@@ -31,14 +40,9 @@ def assemble_quarantine(store: Store, sources: list[SourceFile], pointers: pa.Ta
     """
     if pointers.num_rows == 0:
         return QUARANTINE_HEAD.empty_table()
-    by_file: dict[int, list[tuple[int, str]]] = {}
-    for fid, row, reason in zip(*(pointers.column(c).to_pylist() for c in ("file_id", "row_no", "reason")),
-                                strict=True):
-        by_file.setdefault(fid, []).append((row, reason))
     parts = []
-    for fid in sorted(by_file):
+    for fid, rows in by_file(pointers):
         src = sources[fid]
-        rows = sorted(by_file[fid])
         full = read_full_rows(store, src, [r for r, _ in rows])
         core_batch = full.select([p.name for p in src.plans if p.source is not None]).combine_chunks()
         norm = normalise_batch(
@@ -59,14 +63,9 @@ def assemble_stream_quarantine(store: Store, sources: list[StreamSource], pointe
     and row, then every other column of the files. Sorted by (source_file, source_row)."""
     if pointers.num_rows == 0:
         return STREAM_HEAD.empty_table()
-    by_file: dict[int, list[tuple[int, str]]] = {}
-    for fid, row, reason in zip(*(pointers.column(c).to_pylist() for c in ("file_id", "row_no", "reason")),
-                                strict=True):
-        by_file.setdefault(fid, []).append((row, reason))
     parts = []
-    for fid in sorted(by_file):
+    for fid, rows in by_file(pointers):
         src = sources[fid]
-        rows = sorted(by_file[fid])
         norm, full = stream_rows(store, src, every_column=True)
         take = pa.array([r for r, _ in rows], pa.int64())
         norm, full = norm.take(take), full.take(take)
