@@ -1,0 +1,134 @@
+"""Commands that run a day: reconcile (one process), plan / run-slice / merge (anywhere), and the demo lake."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from billing.cli import cli
+from billing.cli.options import _dumps, _load, _money, _opt, _settings, run_options
+from billing.config import parse_date
+from billing.errors import UsageError
+
+
+@cli.command()
+@run_options
+@click.option("--json", "as_json", is_flag=True, help="Print summary.json instead of the text summary.")
+def reconcile(as_json: bool, **kw: Any) -> None:
+    """Reconcile day D: read the raw log, dedup, total, diff against the stream, publish a version.
+
+    \b
+    Example:
+      billing reconcile --date 2026-11-26 --raw s3://lake/clicks --stream s3://lake/agg --out ./out
+    """
+    from billing.run.local import reconcile as run
+
+    _finish(run(_load(kw)), as_json=as_json)
+
+
+def _finish(result: Any, *, as_json: bool) -> None:
+    """Print a published day's summary and leave with its exit code (0, or 3 for flagged drift)."""
+    _print_summary(result.summary, result.commit.url, unchanged=result.commit.unchanged,
+                   version=result.commit.version, as_json=as_json)
+    click.get_current_context().exit(result.exit_code)
+
+
+@cli.command()
+@run_options
+def plan(**kw: Any) -> None:
+    """Split day D into click-id slices of similar row counts (from Parquet statistics, no scan).
+
+    Writes OUT/dt=D/_work/<plan id>/plan.json and prints its URI. The id is a hash of the
+    inputs and settings: planning the same day again gives the same plan.
+
+    \b
+    Example:
+      billing plan --date 2026-11-26 --raw s3://lake/clicks --stream s3://lake/agg --out s3://lake/billing --slices 8
+    """
+    from billing.run.distributed import plan_day
+
+    _, uri = plan_day(_load(kw))
+    click.echo(uri)
+
+
+@cli.command("run-slice")
+@click.option("--plan", "plan_uri", required=True, envvar="BILLING_PLAN", help="URI of plan.json.")
+@click.option("--slice", "k", required=True, type=int, help="Which slice, 0-based.")
+@_opt("--s3-endpoint", help="S3-compatible endpoint URL (default: the plan's, or AWS_ENDPOINT_URL).")
+def run_slice(plan_uri: str, k: int, **kw: Any) -> None:
+    """Dedup and total one slice of a plan; its partial results go where a retry overwrites them.
+
+    \b
+    Example:
+      billing run-slice --plan s3://lake/billing/dt=2026-11-26/_work/0123abcd/plan.json --slice 3
+    """
+    from billing.run.distributed import run_planned_slice
+
+    click.echo(run_planned_slice(plan_uri, k, **_settings(kw, "s3_endpoint", "s3_max_attempts")))
+
+
+@cli.command()
+@click.option("--plan", "plan_uri", required=True, envvar="BILLING_PLAN", help="URI of plan.json.")
+@_opt("--s3-endpoint", help="S3-compatible endpoint URL (default: the plan's, or AWS_ENDPOINT_URL).")
+@click.option("--json", "as_json", is_flag=True, help="Print summary.json instead of the text summary.")
+def merge(plan_uri: str, as_json: bool, **kw: Any) -> None:
+    """Sum the slices of a plan, diff against the stream side, publish the day (exit 0 or 3).
+
+    \b
+    Example:
+      billing merge --plan s3://lake/billing/dt=2026-11-26/_work/0123abcd/plan.json
+    """
+    from billing.run.distributed import merge_plan
+
+    _finish(merge_plan(plan_uri, **_settings(kw, "s3_endpoint", "s3_max_attempts", "lock_ttl")), as_json=as_json)
+
+
+def _print_summary(s: dict[str, Any], url: str, *, unchanged: bool, version: int, as_json: bool) -> None:
+    if as_json:
+        # summary.json's keys as stored, plus what this run did with them (not part of summary.json).
+        click.echo(_dumps({**s, "publish": {"version": version, "dir": f"v={version}", "unchanged": unchanged,
+                                            "url": url}}))
+        return
+    led, st, dr = s["ledger"], s["stream"], s["drift"]
+    state = "unchanged, still" if unchanged else "published as"
+    click.echo(f"{s['date']}: {s['status']} (exit {s['exit_code']}), {state} version {version}: {url}")
+    reasons = ", ".join(f"{k} {v:,}" for k, v in led["invalid_by_reason"].items()) or "none"
+    click.echo(f"  rows read {led['rows_read']:,} = invalid {led['rows_invalid']:,} ({reasons}) "
+               f"+ valid {led['rows_valid']:,}")
+    click.echo(f"  valid {led['rows_valid']:,} - duplicates {led['duplicates_removed']:,} = "
+               f"billable {led['billable_clicks']:,} + out of day {led['clicks_out_of_day']:,}; "
+               f"conflicting ids {led['conflicting_click_ids']:,}")
+    click.echo(f"  billable spend {_money(led['billable_spend_micros'])}; stream clicks {st['clicks']:,} "
+               f"({st['duplicate_keys']:,} duplicated sink keys, {st['rows_out_of_day']:,} rows of other days)")
+    click.echo(f"  drift: {dr['keys']:,} keys, {dr['flagged']:,} flagged, net {dr['net_delta_clicks']:+,} clicks, "
+               f"abs {dr['abs_delta_clicks']:,}; money at risk net {_money(dr['money']['net_at_risk_micros'])}")
+    for cause, c in dr["by_cause"].items():
+        click.echo(f"    {cause:<30} {c['keys']:>7,} keys {c['clicks']:>9,} clicks")
+
+
+@cli.command()
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for the demo lake.")
+@click.option("--date", required=True, help="The day D to plant, YYYY-MM-DD.")
+@click.option("--rows", default=100_000, show_default=True, type=int, help="About how many raw rows.")
+@click.option("--seed", default=1, show_default=True, type=int, help="Random seed: same seed, same lake.")
+@click.option("--layout", type=click.Choice(["hour", "day"]), default="hour", show_default=True,
+              help="Arrival partitions dt=/hour= or dt= only.")
+def demo(out_dir: str, date: str, rows: int, seed: int, layout: str) -> None:
+    """Write a demo lake (raw + stream) with planted faults, and the truth it planted.
+
+    \b
+    Example:
+      billing demo --out ./demo --date 2026-11-26 --rows 100000 --seed 1
+    """
+    from billing.demo import generate
+
+    d = parse_date(date)
+    if rows < 1000:
+        raise UsageError("--rows must be at least 1000")
+    truth = generate(Path(out_dir), d, rows=rows, seed=seed, layout=layout)
+    click.echo(f"demo lake for {d}: {Path(out_dir) / 'raw'} ({truth.ledger['rows_read']:,} rows in the horizon), "
+               f"{Path(out_dir) / 'stream'}, truth in {Path(out_dir) / 'truth'}")
+
+
