@@ -2,7 +2,7 @@
 
 * :class:`RawClick` and :class:`StreamWindow` describe inputs. Their *structure* is
   checked up front on every file's schema (:func:`check_structure`), before a row is
-  read; their *values* are checked in DuckDB by ``sql/validate.sql``, never row by row
+  read; their *values* are checked in DuckDB by ``sql/macros/validate.sql``, never row by row
   in Python.
 * The output models are checked on the finished tables before anything is published.
 * The Arrow schemas stages hand each other (normalised click and stream rows, a slice's window
@@ -26,7 +26,7 @@ from billing.errors import BadInputError, OutputContractError
 
 TS = pa.timestamp("us", tz="UTC")
 
-#: Why a raw row is quarantined (sql/validate.sql), in the order the rules are tried.
+#: Why a raw row is quarantined (sql/macros/validate.sql), in the order the rules are tried.
 REASONS = (
     "null_click_id",
     "null_ad_id",
@@ -36,7 +36,7 @@ REASONS = (
     "id_time_mismatch",
 )
 
-#: Why a stream row is quarantined (sql/stream_validate.sql), in the order the rules are tried.
+#: Why a stream row is quarantined (sql/macros/stream_validate.sql), in the order the rules are tried.
 STREAM_REASONS = (
     "null_ad_id",
     "null_window_start",
@@ -58,7 +58,7 @@ class RawClick(pa_.DataFrameModel):
 
 
 class StreamWindow(pa_.DataFrameModel):
-    """One row of the stream job's sink for day D (values are judged by ``sql/stream_validate.sql``)."""
+    """One row of the stream job's sink for day D (values are judged by ``sql/macros/stream_validate.sql``)."""
 
     ad_id: pa.int64() = pa_.Field(nullable=True)
     window_start: TS = pa_.Field(nullable=True)
@@ -151,13 +151,13 @@ CLICK_SCHEMA = pa.schema([
 
 #: Normalised stream rows handed to DuckDB, in order. ``window_ns`` is the part of window_start below
 #: the microsecond it is floored to (0..999, non-zero only for ns sources), which the normalised
-#: ``timestamp[us]`` cannot hold but alignment is judged on (sql/stream_validate.sql).
+#: ``timestamp[us]`` cannot hold but alignment is judged on (sql/macros/stream_validate.sql).
 STREAM_SCHEMA = pa.schema([
     ("ad_id", pa.int64()), ("window_start", TS), ("clicks", pa.int64()), ("spend_micros", pa.int64()),
     ("window_ns", pa.int64()), ("file_id", pa.int32()), ("row_no", pa.int64()),
 ])
 
-#: A slice's windows of day D (sql/window_facts.sql): what the day's diff sums and compares.
+#: A slice's windows of day D (sql/slice/window_facts.sql): what the day's diff sums and compares.
 FACTS_SCHEMA = pa.schema([
     ("ad_id", pa.int64()), ("window_start", TS), ("clicks", pa.int64()),
     ("spend_micros", pa.int64()), ("duplicate_copies", pa.int64()), ("late_clicks", pa.int64()),

@@ -2,7 +2,7 @@
 
 Each slice has one row per window, and slices are click_id (so time) ranges: two slices can hold
 the same window only where their ``window_start`` spans overlap, a minute or a few around each
-boundary. The diff sums windows only there (``sql/batch_windows.sql``); the rest pass through.
+boundary. The diff sums windows only there (``sql/day/batch_windows.sql``); the rest pass through.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def shared_windows(spans: list[Span]) -> list[Span]:
     """Where two or more spans overlap, as disjoint intervals in order.
 
     Each slice has one row per window, so only windows in these intervals can have rows from
-    several slices and need summing when the slices are put together (sql/batch_windows.sql).
+    several slices and need summing when the slices are put together (sql/day/batch_windows.sql).
     """
     shared: list[Span] = []
     reach: dt.datetime | None = None  # the furthest end among the spans seen so far

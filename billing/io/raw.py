@@ -1,6 +1,6 @@
 """Raw click files of a day's horizon: which files (rule 1), and their structure and statistics.
 
-Nothing here interprets values; that is ``sql/validate.sql``'s job. Each horizon file is opened
+Nothing here interprets values; that is ``sql/macros/validate.sql``'s job. Each horizon file is opened
 once: its schema is checked against :class:`billing.schemas.RawClick` and its row groups'
 click_id and ingest_time statistics are kept for planning slices and pruning reads. The rows
 themselves are read by :mod:`billing.io.raw_rows`.

@@ -1,6 +1,6 @@
 """Stream files of a day: which files, their structure, and their rows normalised.
 
-The stream side's values are judged in DuckDB (``sql/stream_validate.sql``); here every file is
+The stream side's values are judged in DuckDB (``sql/macros/stream_validate.sql``); here every file is
 opened and its schema checked against :class:`billing.schemas.StreamWindow`, and its rows are
 normalised to :data:`billing.schemas.STREAM_SCHEMA`.
 """

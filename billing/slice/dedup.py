@@ -1,4 +1,4 @@
-"""A slice's dedup: exhaustive, one winner per click_id (``sql/dedup.sql``), conflicts listed.
+"""A slice's dedup: exhaustive, one winner per click_id (``sql/slice/dedup.sql``), conflicts listed.
 
 Runs on one slice of click_id space at a time: all copies of a click share its
 click_id, so disjoint slices dedup independently and their totals add up.
@@ -14,7 +14,7 @@ from billing import sql
 
 
 def valid_ids(con: duckdb.DuckDBPyConnection) -> np.ndarray:
-    """The click_id of every valid row of table ``clicks`` (``sql/valid_ids.sql``), in one writable array.
+    """The click_id of every valid row of table ``clicks`` (``sql/slice/valid_ids.sql``), in one writable array.
 
     Copied batch by batch into an array of the final size: fetching one Arrow table and
     concatenating it touched twice the memory and took several times as long.
@@ -24,7 +24,7 @@ def valid_ids(con: duckdb.DuckDBPyConnection) -> np.ndarray:
     ids = np.empty(n, dtype=np.int64)
     filled = 0
     for batch in con.sql(query).to_arrow_reader(sql.BATCH_ROWS):
-        part = batch.column(0).to_numpy()  # a valid row's click_id is never NULL (sql/validate.sql)
+        part = batch.column(0).to_numpy()  # a valid row's click_id is never NULL (sql/macros/validate.sql)
         ids[filled:filled + len(part)] = part
         filled += len(part)
     if filled != n:
@@ -48,7 +48,7 @@ def repeated(ids: np.ndarray) -> np.ndarray:
 
 
 def pick_winners(con: duckdb.DuckDBPyConnection, repeated_ids: np.ndarray | None = None) -> None:
-    """Table ``copies``: every valid copy of a click_id seen more than once, ranked (``sql/dedup.sql``).
+    """Table ``copies``: every valid copy of a click_id seen more than once, ranked (``sql/slice/dedup.sql``).
 
     ``repeated_ids``: :func:`repeated` of :func:`valid_ids`, if already found.
     """

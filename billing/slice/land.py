@@ -1,4 +1,4 @@
-"""Landing a slice: its raw rows as DuckDB table ``clicks``, each with its verdict (``sql/validate.sql``).
+"""Landing a slice: its raw rows as DuckDB table ``clicks``, each with its verdict (``sql/macros/validate.sql``).
 
 Local files are read by DuckDB's own Parquet reader when their types allow (through symbolic
 links, so any file name is read literally); anything else goes through the Arrow path
@@ -35,7 +35,7 @@ def _skew_us(cfg: ReconcileConfig) -> int | None:
 
 
 #: A row arriving further than this from the time in its click_id is a straggler (is_straggler in
-#: sql/validate.sql). Clicks normally arrive within seconds; late copies and replays take minutes to hours.
+#: sql/macros/validate.sql). Clicks normally arrive within seconds; late copies and replays take minutes to hours.
 STRAGGLER_LEAD_US = 60_000_000
 
 

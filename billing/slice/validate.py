@@ -1,4 +1,4 @@
-"""A slice's verdicts: every landed row got its reason in DuckDB (``sql/validate.sql``; NULL = valid).
+"""A slice's verdicts: every landed row got its reason in DuckDB (``sql/macros/validate.sql``; NULL = valid).
 
 Invalid rows are never counted and take no part in dedup. Only pointers (file, row, reason)
 leave the slice; the day's quarantine output re-reads the full rows (billing.day.quarantine).

@@ -6,7 +6,7 @@ SELECT
   coalesce(b.ad_id, s.ad_id) AS ad_id,
   coalesce(b.window_start, s.window_start) AS window_start,
   coalesce(b.clicks, 0)::BIGINT AS batch_clicks,
-  coalesce(s.clicks, 0)::BIGINT AS stream_clicks,  -- fits: checked by sql/stream_overflow.sql
+  coalesce(s.clicks, 0)::BIGINT AS stream_clicks,  -- fits: checked by sql/day/stream_overflow.sql
   (stream_clicks - batch_clicks)::BIGINT AS delta,
   CASE
     WHEN s.ad_id IS NULL THEN 'missing_in_stream'
