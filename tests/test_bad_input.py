@@ -358,7 +358,7 @@ def test_stream_sums_overflowing_int64_are_exit_2_naming_the_key(tmp_path: Path)
     assert r.exit_code == 2, r.output
     assert r.stderr.strip().splitlines()[-1] == (
         f"billing: error: stream rows of ad 7 in window 2026-11-26 10:05 UTC sum to {INT64_MAX + 1} clicks and "
-        f"None spend micros: more than int64 holds")
+        f"no spend micros: more than int64 holds")
     assert published_nothing(tmp_path / "out")
     # spend alone overflowing: two rows of one key, each fitting
     write_stream(tmp_path / "stream", [(1, at(10), 50, ), (7, at(10, 5), 1), (7, at(10, 5), 1)],

@@ -145,3 +145,25 @@ def test_lateness_of_more_than_a_day_is_refused() -> None:
     assert r.exit_code == 2
     assert "--lateness 25h: at most 1d" in r.stderr
     assert dt.timedelta(days=1)  # the bound itself is allowed (tests/test_config.py checks the parser)
+
+
+def test_versions_that_were_never_committed_are_named(tmp_path: Path) -> None:
+    write_raw(tmp_path / "raw", GOOD, [click(at(10), seq=i) for i in range(3)])
+    write_stream(tmp_path / "stream", [(1, at(10), 3)])
+    assert invoke(tmp_path).exit_code == 0
+    out = ["--date", "2026-11-26", "--out", str(tmp_path / "out")]
+    for args, option in ((["show", *out, "--version", "9"], "--version 9"),
+                         (["diff-versions", *out, "--from", "1", "--to", "3"], "--to 3")):
+        r = CliRunner().invoke(cli, args)
+        assert r.exit_code == 2, r.output
+        assert r.stderr.strip() == (f"billing: error: {option}: no committed version {option.split()[1]} for "
+                                    f"2026-11-26 (committed: 1)")
+
+
+def test_demo_refuses_a_folder_that_is_not_empty(tmp_path: Path) -> None:
+    (tmp_path / "lake").mkdir()
+    (tmp_path / "lake" / "old.txt").write_text("x")
+    r = CliRunner().invoke(cli, ["demo", "--out", str(tmp_path / "lake"), "--date", "2026-11-26", "--rows", "1000"])
+    assert r.exit_code == 2
+    assert "is not empty" in r.stderr
+    assert [p.name for p in (tmp_path / "lake").iterdir()] == ["old.txt"]

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from billing import engine, sql
 from billing.config import SNOWFLAKE_EPOCH_MS
+from billing.day.diff import pair_shifts
 from billing.day.merge import ALL_TIME
 from billing.slice import dedup
 from tests.lake import at, cid
@@ -218,6 +219,7 @@ def drift_inputs(con, batch, stream):
 def causes(con, batch, stream, tol_abs=0):
     drift_inputs(con, batch, stream)
     sql.run(con, "drift", tolerance_abs=tol_abs, rel_num=0, rel_den=1)
+    pair_shifts(con)
     sql.run(con, "attribute")
     return {(r[0], r[1].hour * 60 + r[1].minute): (r[2], r[3]) for r in con.execute(
         "SELECT ad_id, window_start, cause, explained_clicks FROM attributed").fetchall()}
@@ -270,6 +272,23 @@ def test_attribute_sql_boundary_shift_onto_a_window_of_one_side(con) -> None:
     }
 
 
+def test_attribute_sql_a_minute_offsets_its_neighbours_once_in_all(con) -> None:
+    """+1, -1, +1: the -1 offsets one +1, not both; the other +1 is a replay. -2 between two +1: both offset."""
+    batch = [(1, M[m], 2, 0, 0, 0) for m in range(3)] + [(2, M[m], 2, 0, 0, 0) for m in range(3)] + [
+        (3, M[m], 2, 0, 0, 0) for m in range(3)]
+    stream = [(1, M[0], 3, None, 1, 0), (1, M[1], 1, None, 1, 0), (1, M[2], 3, None, 1, 0),
+              (2, M[0], 3, None, 1, 0), (2, M[1], 0, None, 1, 0), (2, M[2], 3, None, 1, 0),
+              (3, M[0], 1, None, 1, 0), (3, M[1], 3, None, 1, 0), (3, M[2], 3, None, 1, 0)]
+    assert causes(con, batch, stream) == {
+        (1, 600): ("window_boundary_shift", 1), (1, 601): ("window_boundary_shift", 1),
+        (1, 602): ("replay_overcount", 1),
+        (2, 600): ("window_boundary_shift", 1), (2, 601): ("window_boundary_shift", 2),
+        (2, 602): ("window_boundary_shift", 1),
+        (3, 600): ("window_boundary_shift", 1), (3, 601): ("window_boundary_shift", 1),
+        (3, 602): ("replay_overcount", 1),
+    }
+
+
 def flagged_at(con, batch_clicks: int, stream_clicks: int, rel: float, tol_abs: int = 0) -> bool:
     from billing.day.diff import relative_tolerance
 
@@ -318,6 +337,7 @@ def test_drift_money_sql(con) -> None:
     drift_inputs(con, [(1, M[0], 3, 1_000_001, 0, 0), (1, M[1], 1, 10, 0, 0), (2, M[0], 4, None, 0, 0)],
                  [(1, M[0], 5, None, 1, 0), (1, M[2], 2, None, 1, 0), (2, M[0], 5, None, 1, 0)])
     sql.run(con, "drift", tolerance_abs=0, rel_num=0, rel_den=1)
+    pair_shifts(con)
     sql.run(con, "attribute")
     sql.run(con, "drift_money", stream_has_spend=False)
     out = sql.table(con, "drift_sorted")
@@ -336,6 +356,7 @@ def test_drift_money_sql_uses_stream_spend_when_present(con) -> None:
     drift_inputs(con, [(1, M[0], 3, 300, 0, 0), (1, M[1], 2, 200, 0, 0)],
                  [(1, M[0], 4, 450, 1, 0), (1, M[3], 1, 99, 1, 0)])
     sql.run(con, "drift", tolerance_abs=0, rel_num=0, rel_den=1)
+    pair_shifts(con)
     sql.run(con, "attribute")
     sql.run(con, "drift_money", stream_has_spend=True)
     out = sql.table(con, "drift_sorted")

@@ -125,6 +125,9 @@ def demo(out_dir: str, date: str, rows: int, seed: int, layout: str) -> None:
     from billing.demo import generate
 
     d = parse_date(date)
+    if Path(out_dir).exists() and any(Path(out_dir).iterdir()):
+        raise UsageError(f"--out {out_dir} is not empty: the demo writes a new lake and the truth it planted "
+                         f"(remove the folder first)")
     if rows < 1000:
         raise UsageError("--rows must be at least 1000")
     truth = generate(Path(out_dir), d, rows=rows, seed=seed, layout=layout)

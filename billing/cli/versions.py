@@ -28,13 +28,18 @@ def show(version: int | None, **kw: Any) -> None:
       billing show --date 2026-11-26 --out ./out
     """
     day, _ = _day(kw)
-    v = day.require_current() if version is None else _version(version, "--version")
+    v = day.require_current() if version is None else _version(day, version, "--version")
     click.echo(_dumps(day.read_json(v, "summary.json")))
 
 
-def _version(v: int, option: str) -> int:
+def _version(day: Any, v: int, option: str) -> int:
+    """``v`` when it is a committed version of the day (in its chain of manifests), else exit 2 listing them."""
     if v < 1:
         raise UsageError(f"{option} {v}: versions are numbered from 1")
+    committed = [m["version"] for m in day.history()]
+    if v not in committed:
+        listed = ", ".join(map(str, sorted(committed))) or "none"
+        raise UsageError(f"{option} {v}: no committed version {v} for {day.date} (committed: {listed})")
     return v
 
 
@@ -110,8 +115,8 @@ def diff_versions(from_v: int, to_v: int | None, csv_path: str | None, **kw: Any
     if csv_path and csv_path != "-":
         _check_writable(csv_path, "--csv")
     day, _ = _day(kw)
-    from_v = _version(from_v, "--from")
-    to_v = day.require_current() if to_v is None else _version(to_v, "--to")
+    from_v = _version(day, from_v, "--from")
+    to_v = day.require_current() if to_v is None else _version(day, to_v, "--to")
     rows = restatement(per_ad_totals(day.iter_batches(from_v, "totals.parquet", TOTALS_PER_AD)),
                        per_ad_totals(day.iter_batches(to_v, "totals.parquet", TOTALS_PER_AD))) or []
     header = ["ad_id", "clicks_before", "clicks_after", "clicks_delta",

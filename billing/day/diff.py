@@ -9,6 +9,7 @@ totals.parquet is taken from it.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -77,7 +78,7 @@ def diff(con: duckdb.DuckDBPyConnection, cfg: ReconcileConfig, facts: duckdb.Duc
         sql.run(con, "stream_windows", day_start=start, day_end=end)
         for r in sql.fetch_dicts(con, "stream_overflow"):
             raise BadInputError(f"stream rows of ad {r['ad_id']} in window {r['window_start']:%Y-%m-%d %H:%M} UTC "
-                                f"sum to {r['clicks']} clicks and {r['spend_micros']} spend micros: "
+                                f"sum to {r['clicks']} clicks and {r['spend_micros'] or 'no'} spend micros: "
                                 f"more than int64 holds")
         (counts,) = sql.fetch_dicts(con, "stream_counts", day_start=start, day_end=end)
         reasons = {r["reason"]: int(r["n"]) for r in sql.fetch_dicts(con, "stream_invalid_by_reason")}
@@ -91,9 +92,11 @@ def diff(con: duckdb.DuckDBPyConnection, cfg: ReconcileConfig, facts: duckdb.Duc
         # tables it comes from were still held.
         con.execute("DROP TABLE stream_windows")
         con.execute("DROP TABLE batch_windows")
+        pair_shifts(con)
         sql.run(con, "attribute")
         sql.run(con, "drift_money", stream_has_spend=stream_has_spend)
         con.execute("DROP VIEW attributed")
+        con.unregister("shift_shares")
         con.execute("DROP TABLE drift")
         for r in sql.fetch_dicts(con, "money_overflow"):
             raise BadInputError(f"money at risk of ad {r['ad_id']} in window {r['window_start']:%Y-%m-%d %H:%M} UTC is "
@@ -114,6 +117,33 @@ def diff(con: duckdb.DuckDBPyConnection, cfg: ReconcileConfig, facts: duckdb.Duc
     }
     return DiffResult(totals_of(day_drift, has_cost=has_cost), day_drift.select(list(DRIFT_COLUMNS)), stream_counts,
                       block, int(counts["rows_in_day"]), stream_quarantine)
+
+
+def pair_shifts(con: duckdb.DuckDBPyConnection) -> None:
+    """Register ``shift_shares``: per flagged key, how much of its delta adjacent flagged minutes of the same ad
+    offset with the opposite sign (a window boundary shift), each minute's delta used once in all.
+
+    Minutes are paired in order along each run of adjacent minutes whose deltas alternate in sign: a
+    minute first offsets what its earlier neighbour left over, then its later neighbour takes the rest.
+    So +1, -1, +1 is one shift of 1 and a +1 the shift does not explain (replay_overcount).
+    """
+    rows = sql.table(con, "shift_candidates")
+    ads, starts, deltas = (rows.column(c).to_pylist() for c in ("ad_id", "window_start", "delta"))
+    shares = [0] * len(deltas)
+    left = 0  # what the previous minute of the run has not offset yet
+    for i, delta in enumerate(deltas):
+        run_on = (i > 0 and ads[i] == ads[i - 1] and starts[i] - starts[i - 1] == _MINUTE
+                  and (delta > 0) != (deltas[i - 1] > 0))
+        matched = min(left, abs(delta)) if run_on else 0
+        if matched:
+            shares[i - 1] += matched
+            shares[i] += matched
+        left = abs(delta) - matched
+    con.register("shift_shares", pa.table({"ad_id": rows.column("ad_id"), "window_start": rows.column("window_start"),
+                                           "shift_share": pa.array(shares, pa.int64())}))
+
+
+_MINUTE = dt.timedelta(minutes=1)
 
 
 #: A relative tolerance at or above this flags nothing (|delta| < 2**63 <= it x batch_clicks for any batch click),

@@ -1,4 +1,4 @@
--- reads: drift
+-- reads: drift, shift_shares
 -- creates: attributed
 -- Cause attribution: for each flagged key, the first cause that explains the whole delta,
 -- in the README's order; a key explained only in part gets the cause with the largest share,
@@ -11,16 +11,11 @@ WITH shares AS (
     CASE WHEN d.status = 'stream_over' THEN least(d.delta, d.duplicate_copies) ELSE 0 END AS dup_share,
     CASE WHEN d.status = 'stream_under' THEN least(-d.delta, d.late_clicks) ELSE 0 END AS late_share,
     CASE WHEN d.sink_rows > 1 AND d.delta > 0 THEN least(d.delta, d.extra_row_clicks) ELSE 0 END AS sink_share,
-    greatest(
-      CASE WHEN sign(p.delta) = -sign(d.delta) THEN least(abs(d.delta), abs(p.delta)) ELSE 0 END,
-      CASE WHEN sign(n.delta) = -sign(d.delta) THEN least(abs(d.delta), abs(n.delta)) ELSE 0 END
-    ) AS shift_share
+    -- what the adjacent flagged minutes of the opposite sign offset, each delta used once in all
+    -- (shift_shares: billing.day.diff.pair_shifts over sql/day/shift_candidates.sql)
+    coalesce(s.shift_share, 0) AS shift_share
   FROM drift AS d
-  -- neighbours matter only when flagged: join against the (few) flagged keys
-  LEFT JOIN (SELECT * FROM drift WHERE flagged) AS p
-    ON p.ad_id = d.ad_id AND p.window_start = d.window_start - INTERVAL 1 MINUTE
-  LEFT JOIN (SELECT * FROM drift WHERE flagged) AS n
-    ON n.ad_id = d.ad_id AND n.window_start = d.window_start + INTERVAL 1 MINUTE
+  LEFT JOIN shift_shares AS s USING (ad_id, window_start)
 ),
 decided AS (
   SELECT
