@@ -167,3 +167,19 @@ def test_demo_refuses_a_folder_that_is_not_empty(tmp_path: Path) -> None:
     assert r.exit_code == 2
     assert "is not empty" in r.stderr
     assert [p.name for p in (tmp_path / "lake").iterdir()] == ["old.txt"]
+
+
+def test_a_raw_time_that_would_wrap_as_microseconds_is_named(tmp_path: Path) -> None:
+    """The raw side gets the stream side's check: an ms value past year 294,000 stops the run naming it."""
+    write_raw(tmp_path / "raw", GOOD, [click(at(10), seq=i) for i in range(3)])
+    far = pa.table({"click_id": pa.array([cid(at(11))], pa.int64()), "ad_id": pa.array([1], pa.int64()),
+                    "event_time": pa.array([2**62], pa.int64()).view(pa.timestamp("ms", tz="UTC"))})
+    (tmp_path / "raw" / "dt=2026-11-26/hour=11").mkdir()
+    pq.write_table(far, tmp_path / "raw" / "dt=2026-11-26/hour=11/far.parquet")
+    write_stream(tmp_path / "stream", [(1, at(10), 3)])
+    r = invoke(tmp_path)
+    assert r.exit_code == 2, r.output
+    assert r.stderr.strip().splitlines()[-1].startswith(
+        f"billing: error: {tmp_path / 'raw' / 'dt=2026-11-26/hour=11/far.parquet'}: column 'event_time' does not fit "
+        f"timestamp[us]")
+    assert not (tmp_path / "out" / "dt=2026-11-26" / "_current.json").exists()

@@ -421,7 +421,7 @@ def test_normalise_time_floors_before_1970_too(unit: str) -> None:
     from billing.io.parquet import normalise_time
 
     values = [-1001, -1000, -999, -1, 0, 1, 999, 1000, None]
-    floored, sub = normalise_time(pa.array(values, pa.timestamp(unit)))
+    floored, sub = normalise_time(pa.array(values, pa.timestamp(unit)), "event_time", "f.parquet")
     per_us = {"s": 10**6, "ms": 10**3, "us": 1, "ns": None}[unit]
     for v, f, s in zip(values, floored.cast(pa.int64()).to_pylist(), sub.to_pylist(), strict=True):
         if v is None:

@@ -58,27 +58,32 @@ def normalise_column(arr: pa.ChunkedArray | pa.Array, plan: ColumnPlan, where: s
     if pa.types.is_null(arr.type):  # every value missing: a column of the target type, all null
         return pa.nulls(len(arr), plan.target)
     if pa.types.is_timestamp(plan.target):
-        return normalise_time(arr)[0]
+        return normalise_time(arr, plan.name, where)[0]
     try:
         return pc.cast(arr, plan.target)
     except pa.ArrowInvalid as e:
         raise BadInputError(f"{where}: column {plan.name!r} does not fit {plan.target}: {first_line(e)}") from e
 
 
-def normalise_time(arr: pa.Array) -> tuple[pa.Array, pa.Array]:
+def normalise_time(arr: pa.Array, name: str, where: str) -> tuple[pa.Array, pa.Array]:
     """A timestamp column of any unit and zone as ``timestamp[us, UTC]`` floored, and the ns below each µs.
 
     Floored, never rounded or truncated towards zero: a minute or a day never changes (an instant one
     ns before midnight stays before it, also before 1970). The nanoseconds (0..999, 0 where null) keep
     the full precision for what compares instants: the winner's ingest_time, the skew and lateness checks.
+    A coarse value that would wrap around as µs (past the year 294,000) stops the run: column ``name`` of
+    ``where``, one line.
     """
     if pa.types.is_null(arr.type):
         return pa.nulls(len(arr), TS), pa.array(np.zeros(len(arr), dtype=np.int16))
     t = arr.type
     if t.tz is None:  # naive means UTC: relabel, values unchanged
         arr = arr.view(pa.timestamp(t.unit, tz="UTC"))
-    if t.unit != "ns":  # s, ms and us widen to µs exactly
-        return pc.cast(arr, TS), pa.array(np.zeros(len(arr), dtype=np.int16))
+    if t.unit != "ns":  # s, ms and us widen to µs exactly, or not at all (safe: no wrap-around)
+        try:
+            return pc.cast(arr, TS, safe=True), pa.array(np.zeros(len(arr), dtype=np.int16))
+        except pa.ArrowInvalid as e:
+            raise BadInputError(f"{where}: column {name!r} does not fit timestamp[us]: {first_line(e)}") from e
     ns = pc.fill_null(arr.view(pa.int64()), 0).to_numpy()
     us, sub = np.divmod(ns, 1000)  # numpy floors
     valid = None if arr.null_count == 0 else pc.is_valid(arr)
@@ -87,10 +92,3 @@ def normalise_time(arr: pa.Array) -> tuple[pa.Array, pa.Array]:
         floored = pc.if_else(valid, floored, pa.nulls(len(arr), TS))
     return floored, pa.array(sub.astype(np.int16))
 
-
-def check_fits_us(col: pa.ChunkedArray, name: str, where: str) -> None:
-    """A coarse timestamp that would wrap around as µs (past the year 294,000) stops the run."""
-    try:
-        pc.cast(col, pa.timestamp("us", tz=col.type.tz), safe=True)
-    except pa.ArrowInvalid as e:
-        raise BadInputError(f"{where}: column {name!r} does not fit timestamp[us]: {first_line(e)}") from e

@@ -37,8 +37,8 @@ def normalise_batch(batch: pa.RecordBatch, src: SourceFile, row_start: int, wher
             arrays.append(pa.nulls(n, plan.target))
         elif pa.types.is_timestamp(plan.target):
             col = batch.column(plan.name)
-            floored, subs[plan.name] = normalise_time(col.combine_chunks() if isinstance(col, pa.ChunkedArray)
-                                                      else col)
+            floored, subs[plan.name] = normalise_time(
+                col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col, plan.name, where)
             arrays.append(floored)
         else:
             arrays.append(normalise_column(batch.column(plan.name), plan, where))

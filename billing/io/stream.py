@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from billing.io.parquet import check_fits_us, normalise_column, normalise_time, open_parquet, read_error
+from billing.io.parquet import normalise_column, normalise_time, open_parquet, read_error
 from billing.io.raw import data_files
 from billing.io.storage import FileInfo, Store
 from billing.schemas import STREAM_SCHEMA, StreamWindow, check_structure
@@ -65,12 +65,10 @@ def stream_rows(store: Store, src: StreamSource, *, every_column: bool = False) 
     n = table.num_rows
     cols = {}
     for p in plans:
-        if p.source is not None and pa.types.is_timestamp(p.source) and p.source.unit in ("s", "ms"):
-            check_fits_us(table.column(p.name), p.name, where)
         cols[p.name] = (pa.nulls(n, p.target) if p.source is None
                         else normalise_column(table.column(p.name), p, where))
     window = table.column("window_start")
-    cols["window_ns"] = normalise_time(window.combine_chunks())[1].cast(pa.int64())
+    cols["window_ns"] = normalise_time(window.combine_chunks(), "window_start", where)[1].cast(pa.int64())
     cols["file_id"] = pa.array(np.full(n, src.file_id, dtype=np.int32))
     cols["row_no"] = pa.array(np.arange(n, dtype=np.int64))
     return pa.table(cols, schema=STREAM_SCHEMA), table
