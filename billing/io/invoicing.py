@@ -54,7 +54,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from billing.errors import BadInputError
-from billing.io.postgres import StreamDatabase, _detail, _with_connect_timeout, display_ident, quote_ident
+from billing.io.postgres import (
+    StreamDatabase,
+    connection_failure,
+    display_ident,
+    error_detail,
+    is_connection_failure,
+    quote_ident,
+    with_connect_timeout,
+)
 
 TS = pa.timestamp("us", tz="UTC")
 #: The columns taken from the day's totals, in order, and their types.
@@ -191,7 +199,7 @@ def export_day(uri: str, date: dt.date, totals: pa.Table, *, version: int, manif
     shown_ledger = f"{display_ident(db.schema)}.{display_ident(ledger_name)}"
     k1, k2 = _lock_keys(db, date)
     try:
-        conn = pg.connect(_with_connect_timeout(db.conninfo, connect_timeout_s))
+        conn = pg.connect(with_connect_timeout(db.conninfo, connect_timeout_s))
     except Exception as e:
         raise _error(db, e, connecting=True, doing="connecting") from None
     doing = "preparing the export"
@@ -269,13 +277,6 @@ def export_day(uri: str, date: dt.date, totals: pa.Table, *, version: int, manif
                   round(time.perf_counter() - t0, 6))
 
 
-_UNREACHABLE = ("Connection refused", "could not translate host name", "timeout expired", "No route to host",
-                "Network is unreachable", "Connection timed out", "could not connect to server",
-                "Connection reset by peer")
-_AUTH = ("password authentication failed", "no password supplied", "authentication failed",
-         "no pg_hba.conf entry", "is not permitted to log in", "pg_hba.conf rejects connection")
-
-
 def _error(db: StreamDatabase, e: Exception, *, connecting: bool, doing: str) -> Exception:
     """The one-line BadInputError for a database failure (password scrubbed); other errors unchanged."""
     import adbc_driver_manager as adbc
@@ -284,16 +285,10 @@ def _error(db: StreamDatabase, e: Exception, *, connecting: bool, doing: str) ->
         return e
     where = db.redacted()
     raw = str(e)
-    detail = db.scrub(_detail(e))
+    detail = db.scrub(error_detail(e))
     state = getattr(e, "sqlstate", None)
-    if connecting or (state is None and any(s in raw for s in _UNREACHABLE + _AUTH)):
-        if re.search(r'database ".*" does not exist', raw):
-            return BadInputError(db.scrub(f"{where}: database does not exist: {detail}"))
-        if any(s in raw for s in _AUTH) or state in ("28000", "28P01"):
-            return BadInputError(db.scrub(f"{where}: authentication failed: {detail}"))
-        if any(s in raw for s in _UNREACHABLE):
-            return BadInputError(db.scrub(f"{where}: cannot reach the server: {detail}"))
-        return BadInputError(db.scrub(f"{where}: cannot connect: {detail}"))
+    if connecting or (state is None and is_connection_failure(raw)):
+        return connection_failure(db, raw, detail, state)
     if state == "42501":
         return BadInputError(db.scrub(f"{where}: permission denied {doing}: {detail}"))
     if state in ("55P03", "40P01", "40001"):

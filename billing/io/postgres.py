@@ -351,7 +351,7 @@ def rows_sha256(rows: pa.Table) -> str:
     return hashlib.sha256(buf.tobytes()).hexdigest()
 
 
-def _detail(e: BaseException) -> str:
+def error_detail(e: BaseException) -> str:
     """One line out of an ADBC/libpq message, without its status prefix and echoed query."""
     text = str(e).split("\nQuery was:", 1)[0]
     text = re.sub(r"^[A-Z_]+: ", "", text.strip())
@@ -375,6 +375,23 @@ _AUTH = ("password authentication failed", "no password supplied", "authenticati
          "no pg_hba.conf entry", "is not permitted to log in", "role \"", "pg_hba.conf rejects connection")
 
 
+def is_connection_failure(raw: str) -> bool:
+    """Whether an ADBC message without SQLSTATE is libpq failing to connect or to authenticate."""
+    return any(s in raw for s in _UNREACHABLE + _AUTH)
+
+
+def connection_failure(db: StreamDatabase, raw: str, detail: str, state: str | None) -> BadInputError:
+    """The one-line error for a connection that could not be made (every PostgreSQL URI billing opens)."""
+    where = db.redacted()
+    if re.search(r'database ".*" does not exist', raw):
+        return BadInputError(db.scrub(f"{where}: database does not exist: {detail}"))
+    if any(s in raw for s in _AUTH) or state in ("28000", "28P01"):
+        return BadInputError(db.scrub(f"{where}: authentication failed: {detail}"))
+    if any(s in raw for s in _UNREACHABLE):
+        return BadInputError(db.scrub(f"{where}: cannot reach the server: {detail}"))
+    return BadInputError(db.scrub(f"{where}: cannot connect: {detail}"))
+
+
 def _classify(db: StreamDatabase, e: Exception, *, connecting: bool) -> BadInputError | _Retryable | None:
     """The one-line error for an ADBC failure (password scrubbed), _Retryable for a dropped connection, or
     None when it is not the input's fault (a bug: re-raised, exit 1)."""
@@ -383,7 +400,7 @@ def _classify(db: StreamDatabase, e: Exception, *, connecting: bool) -> BadInput
     if not isinstance(e, adbc.DatabaseError) or isinstance(e, adbc.InternalError | adbc.NotSupportedError):
         return None
     where = db.redacted()
-    detail = db.scrub(_detail(e))
+    detail = db.scrub(error_detail(e))
     raw = str(e)
     state = getattr(e, "sqlstate", None)
     if state == "57014":
@@ -392,13 +409,7 @@ def _classify(db: StreamDatabase, e: Exception, *, connecting: bool) -> BadInput
             not connecting or "server closed the connection" in raw)):
         return _Retryable(db.scrub(f"{where}: the server closed the connection: {detail}"))
     if connecting or state is None:
-        if re.search(r'database ".*" does not exist', raw):
-            return BadInputError(db.scrub(f"{where}: database does not exist: {detail}"))
-        if any(s in raw for s in _AUTH) or state in ("28000", "28P01"):
-            return BadInputError(db.scrub(f"{where}: authentication failed: {detail}"))
-        if any(s in raw for s in _UNREACHABLE):
-            return BadInputError(db.scrub(f"{where}: cannot reach the server: {detail}"))
-        return BadInputError(db.scrub(f"{where}: cannot connect: {detail}"))
+        return connection_failure(db, raw, detail, state)
     if state == "22003":
         return BadInputError(db.scrub(f"{where}: a value of {db.display} does not fit int64: {detail}"))
     if state == "42501":
@@ -408,7 +419,7 @@ def _classify(db: StreamDatabase, e: Exception, *, connecting: bool) -> BadInput
     return BadInputError(db.scrub(f"{where}: PostgreSQL error reading {db.display}: {detail}"))
 
 
-def _with_connect_timeout(conninfo: str, seconds: float | None) -> str:
+def with_connect_timeout(conninfo: str, seconds: float | None) -> str:
     """libpq's ``connect_timeout`` (whole seconds, at least 2): the URI's own value wins over the default."""
     params = parse_qsl(urlsplit(conninfo).query, keep_blank_values=True)
     if any(k == "connect_timeout" for k, _ in params) and seconds is None:
@@ -432,7 +443,7 @@ def read_day(db: StreamDatabase, date: dt.date, *, connect_timeout_s: float | No
     ``connect_timeout_s``: None means the URI's ``connect_timeout`` when it has one, else 10 s; a value
     overrides the URI. ``statement_timeout``: seconds, None keeps the server's setting.
     """
-    conninfo = _with_connect_timeout(db.conninfo, connect_timeout_s)
+    conninfo = with_connect_timeout(db.conninfo, connect_timeout_s)
     start = dt.datetime.combine(date, dt.time(), tzinfo=dt.UTC)
     bounds = (start, start + dt.timedelta(days=1))
     timeout = "current_setting('statement_timeout')" if statement_timeout is None else "$2"
@@ -560,7 +571,7 @@ def load_stream_table(uri: str, stream_dir: str | Path, date: dt.date, *,
            f"{q['clicks']} bigint, {q['spend_micros']} bigint{pk})")
     dropped = 0
     try:
-        conn = pg.connect(_with_connect_timeout(db.conninfo, None))
+        conn = pg.connect(with_connect_timeout(db.conninfo, None))
     except Exception as e:
         raise _raise_as(db, e, connecting=True) from None
     try:
