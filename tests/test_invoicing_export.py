@@ -19,31 +19,20 @@ import pytest
 
 from billing.errors import BadInputError
 from billing.io.invoicing import Export, ddl, export_day
+from tests.pg import ADMIN, fresh_schema, sql
 
 pytestmark = pytest.mark.integration
 
-ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 FAKE_PW = "Hunter2-Sekrit-9f3Q"  # must never appear in any message
 D = dt.date(2026, 11, 26)
 D2 = dt.date(2026, 11, 27)
 TS = pa.timestamp("us", tz="UTC")
 
 
-def sql(statement: str, params: tuple[Any, ...] | None = None, uri: str = ADMIN) -> list[tuple[Any, ...]]:
-    with pg.connect(uri, autocommit=True) as c, c.cursor() as cur:
-        cur.execute(statement, parameters=params)
-        try:
-            return list(cur.fetchall())
-        except Exception:  # a statement without a result set
-            return []
-
-
 @pytest.fixture
 def schema() -> Iterator[str]:
-    name = f"t14_{uuid.uuid4().hex[:10]}"
-    sql(f'CREATE SCHEMA "{name}"')
-    yield name
-    sql(f'DROP SCHEMA "{name}" CASCADE')
+    with fresh_schema("t14") as name:
+        yield name
 
 
 @pytest.fixture

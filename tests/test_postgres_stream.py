@@ -39,29 +39,18 @@ from billing.io.postgres import (
 from billing.io.storage import open_store
 from billing.io.stream import discover_stream, inspect_stream, read_stream
 from tests.lake import D, at, write_stream
+from tests.pg import ADMIN, fresh_schema, sql
 
 pytestmark = pytest.mark.integration
 
-ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 FAKE_PW = "Hunter2-Sekrit-9f3Q"  # must never appear in any message or log line
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
 
-def sql(statement: str, params: tuple[Any, ...] | None = None, uri: str = ADMIN) -> list[tuple[Any, ...]]:
-    with pg.connect(uri, autocommit=True) as c, c.cursor() as cur:
-        cur.execute(statement, parameters=params)
-        try:
-            return list(cur.fetchall())
-        except Exception:  # a statement without a result set
-            return []
-
-
 @pytest.fixture
 def schema() -> Iterator[str]:
-    name = f"t13_{uuid.uuid4().hex[:10]}"
-    sql(f'CREATE SCHEMA "{name}"')
-    yield name
-    sql(f'DROP SCHEMA "{name}" CASCADE')
+    with fresh_schema("t13") as name:
+        yield name
 
 
 def uri(schema: str, table: str = "sink", extra: str = "") -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
+import os
 import re
 import socket
 import time
@@ -114,14 +115,18 @@ def test_killed_writes_never_leave_a_readable_uncommitted_version_local(tmp_path
         assert not (out / DAY / "_staging").exists() or not any((out / DAY / "_staging").iterdir()), point
 
 
+
+def small_s3_lake(s3, tmp_path: Path) -> tuple[str, str, str, dict[str, str]]:
+    """small_lake on the moto server: raw and stream URIs, an OUT URI, and the AWS variables a subprocess needs."""
+    raw_local, stream_local = small_lake(tmp_path)
+    env = {k: os.environ[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION",
+                                      "AWS_ENDPOINT_URL")}
+    return (s3.upload_tree(Path(raw_local), "raw"), s3.upload_tree(Path(stream_local), "stream"),
+            f"s3://{s3.bucket}/out", env)
+
 @pytest.mark.integration
 def test_killed_writes_never_leave_a_readable_uncommitted_version_s3(s3, tmp_path: Path) -> None:
-    raw_local, stream_local = small_lake(tmp_path)
-    raw = s3.upload_tree(Path(raw_local), "raw")
-    stream = s3.upload_tree(Path(stream_local), "stream")
-    out = f"s3://{s3.bucket}/out"
-    env = {k: __import__("os").environ[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                                                      "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL")}
+    raw, stream, out, env = small_s3_lake(s3, tmp_path)
 
     def read(rel: str) -> bytes | None:
         try:
@@ -330,12 +335,7 @@ def test_stale_lock_of_another_host_is_broken_after_its_ttl(tmp_path: Path) -> N
 
 @pytest.mark.integration
 def test_zombie_run_cannot_move_current_backwards_s3(s3, tmp_path: Path) -> None:
-    raw_local, stream_local = small_lake(tmp_path)
-    raw = s3.upload_tree(Path(raw_local), "raw")
-    stream = s3.upload_tree(Path(stream_local), "stream")
-    out = f"s3://{s3.bucket}/out"
-    env = {k: __import__("os").environ[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                                                      "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL")}
+    raw, stream, out, env = small_s3_lake(s3, tmp_path)
     a = run_cli(reconcile_args(raw, stream, out),
                 {**env, "BILLING_LOCK_TTL_HOURS": "0", faults.PAUSE_ENV: "before_commit:12"}, wait=False)
     wait_for(lambda: any(k.endswith("/manifest.json") for k in s3.keys(f"out/{DAY}/")))
