@@ -22,7 +22,8 @@ import adbc_driver_postgresql.dbapi as pg
 import numpy as np
 import pyarrow as pa
 
-from billing.io.delta import day_version, replace_day
+from billing.io.delta import replace_day
+from billing.io.delta_read import day_version
 from billing.io.invoicing import export_day
 
 DATE = dt.date(2026, 11, 26)

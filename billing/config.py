@@ -97,6 +97,8 @@ class ReconcileConfig:
     """A day's lock not renewed for this long is stale; the heartbeat renews it every quarter of it.
     From the environment: ``BILLING_LOCK_TTL`` (a duration), else the older ``BILLING_LOCK_TTL_HOURS``
     (a number of hours)."""
+    tables: bool = True
+    """After a commit, bring the Delta tables under ``OUT/tables/`` level with the day's current version."""
 
     def __post_init__(self) -> None:
         """Refuse values no run can use (exit 2), whichever way the config was built (CLI, plan, code)."""
@@ -128,17 +130,14 @@ class ReconcileConfig:
 
     def content_settings(self) -> dict[str, Any]:
         """The settings that decide output content, as recorded in the manifest."""
-        return {
-            "date": self.date.isoformat(),
-            "lateness": format_duration(self.lateness),
-            "max_id_skew": format_duration(self.max_id_skew),
-            "tolerance_abs": self.tolerance_abs,
-            "tolerance_rel": self.tolerance_rel,
-            "stream_allowed_lateness": format_duration(self.stream_allowed_lateness),
-            "snowflake_epoch_ms": self.snowflake_epoch_ms,
-            "allow_empty": self.allow_empty,
-            "stream_optional": self.stream_optional,
-        }
+        return {"date": self.date.isoformat(), "lateness": format_duration(self.lateness),
+                "max_id_skew": format_duration(self.max_id_skew),
+                "tolerance_abs": self.tolerance_abs,
+                "tolerance_rel": self.tolerance_rel,
+                "stream_allowed_lateness": format_duration(self.stream_allowed_lateness),
+                "snowflake_epoch_ms": self.snowflake_epoch_ms,
+                "allow_empty": self.allow_empty,
+                "stream_optional": self.stream_optional}
 
     def run_settings(self) -> dict[str, Any]:
         """Settings that change how, not what: recorded, but not part of the content."""
@@ -294,7 +293,7 @@ _PARSE: dict[str, Callable[[Any, str], Any]] = {
     "date": lambda v, _: parse_date(v), **dict.fromkeys(("raw", "stream", "out", "s3_endpoint"), lambda v, _: str(v)),
     "max_id_skew": lambda v, _: parse_duration(v, allow_off=True), "tolerance_abs": _int, "tolerance_rel": _float,
     **dict.fromkeys(("lateness", "stream_allowed_lateness", "lock_ttl"), _duration), "snowflake_epoch_ms": _int,
-    "allow_empty": _bool, "stream_optional": _bool, "slices": _count, "threads": _count, "s3_max_attempts": _int,
+    **dict.fromkeys(("allow_empty", "stream_optional", "tables"), _bool), "slices": _count, "threads": _count,
     "workers": lambda v, opt: max(1, _count(v, opt)),  # 0 runs the slices in this process, as 1 does
-    "memory_limit": lambda v, _: parse_bytes(v),
+    "memory_limit": lambda v, _: parse_bytes(v), "s3_max_attempts": _int,
 }

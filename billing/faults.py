@@ -30,7 +30,13 @@ POINTS = (
     "before_commit",
     "after_promote",
     "after_commit",
+    "before_tables",
+    "mid_tables",
 )
+#: Points past the version commit (``_current.json`` moved): a kill there leaves the new version current and
+#: the Delta tables under OUT/tables/ behind it (before_tables: all of them; mid_tables: totals published,
+#: the other tables not), until the next run or ``billing publish-tables`` brings them level.
+COMMITTED = ("after_commit", "before_tables", "mid_tables")
 
 
 def point(name: str) -> None:

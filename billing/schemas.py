@@ -138,6 +138,35 @@ class StreamQuarantine(pa_.DataFrameModel):
         ordered = True
 
 
+class DayRow(pa_.DataFrameModel):
+    """One row of the ``OUT/tables/days`` Delta table: a day's current version and its summary's key figures
+    (summary.json: ``ledger``, ``stream``, ``drift``)."""
+
+    date: pa.date32() = pa_.Field(nullable=False)
+    version: pa.int64() = pa_.Field(nullable=False, ge=1)
+    manifest_sha256: pa.string() = pa_.Field(nullable=False, str_length={"min_value": 64, "max_value": 64})
+    created_at: TS = pa_.Field(nullable=False)
+    status: pa.string() = pa_.Field(nullable=False)
+    exit_code: pa.int32() = pa_.Field(nullable=False)
+    rows_read: pa.int64() = pa_.Field(nullable=False, ge=0)
+    rows_invalid: pa.int64() = pa_.Field(nullable=False, ge=0)
+    duplicates_removed: pa.int64() = pa_.Field(nullable=False, ge=0)
+    conflicting_click_ids: pa.int64() = pa_.Field(nullable=False, ge=0)
+    clicks_out_of_day: pa.int64() = pa_.Field(nullable=False, ge=0)
+    billable_clicks: pa.int64() = pa_.Field(nullable=False, ge=0)
+    billable_spend_micros: pa.int64() = pa_.Field(nullable=True)
+    stream_clicks: pa.int64() = pa_.Field(nullable=False)
+    drift_keys: pa.int64() = pa_.Field(nullable=False, ge=0)
+    drift_flagged: pa.int64() = pa_.Field(nullable=False, ge=0)
+    net_delta_clicks: pa.int64() = pa_.Field(nullable=False)
+    abs_delta_clicks: pa.int64() = pa_.Field(nullable=False, ge=0)
+    net_at_risk_micros: pa.int64() = pa_.Field(nullable=True)
+
+    class Config:
+        strict = True
+        ordered = True
+
+
 # --- what stages hand each other ------------------------------------------------------------------
 
 #: Normalised raw rows handed to DuckDB, in order. Times are floored to µs (``event_time``,

@@ -31,7 +31,8 @@ from deltalake import DeltaTable
 
 import billing.io.delta as delta
 from billing.errors import BadInputError, StorageError
-from billing.io.delta import app_id, day_commit, day_version, replace_day, storage_options_for
+from billing.io.delta import app_id, replace_day, storage_options_for
+from billing.io.delta_read import day_commit, day_version
 
 D1 = dt.date(2026, 11, 26)
 D2 = dt.date(2026, 11, 27)

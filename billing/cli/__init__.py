@@ -119,5 +119,5 @@ def commands() -> list[str]:
 
 
 # The commands register themselves on ``cli``: a day's run (reconcile, plan, run-slice, merge, demo), and
-# its versions (show, report, history, diff-versions).
-from billing.cli import run, versions  # noqa: E402,F401  (imported for their @cli.command registrations)
+# its versions (show, report, history, diff-versions), and its readers (publish-tables, export, current-paths).
+from billing.cli import run, tables, versions  # noqa: E402,F401  (imported for their @cli.command registrations)

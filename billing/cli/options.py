@@ -98,11 +98,11 @@ def _stack(*options: Callable[[Callable[..., Any]], Callable[..., Any]]) -> Call
 config_option = click.option("--config", "config_file", type=click.Path(dir_okay=False), envvar="BILLING_CONFIG",
                              is_eager=True, expose_value=False, callback=_remember_config_file,
                              help="TOML file with option values (keys as option names).")
-day_options = _stack(
-    _opt("--date", help="The UTC day D, YYYY-MM-DD."),
+out_options = _stack(
     _opt("--out", help="Output root: a local path or s3://bucket/prefix."),
     _opt("--s3-endpoint", help="S3-compatible endpoint URL (default: AWS_ENDPOINT_URL)."),
 )
+day_options = _stack(_opt("--date", help="The UTC day D, YYYY-MM-DD."), out_options)
 input_options = _stack(
     _opt("--raw", help="Raw click log root (RAW/dt=D/hour=HH/*.parquet)."),
     _opt("--stream", help="Stream aggregates root (STREAM/dt=D/*.parquet)."),
@@ -123,6 +123,8 @@ engine_options = _stack(
     _opt("--threads", metavar="INTEGER", help="DuckDB threads (0: one per core)."),
     _opt("--slices", metavar="INTEGER", help="Click-id slices (0: chosen from the row count and memory)."),
     _opt("--workers", metavar="INTEGER", help="Processes running slices at once."),
+    _opt("--tables/--no-tables", help="After the commit, bring the Delta tables under OUT/tables/ level "
+         "(default: on)."),
 )
 
 #: Everything that defines a reconciliation run (reconcile and plan share it).

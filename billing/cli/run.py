@@ -31,7 +31,7 @@ def reconcile(as_json: bool, **kw: Any) -> None:
 def _finish(result: Any, *, as_json: bool) -> None:
     """Print a published day's summary and leave with its exit code (0, or 3 for flagged drift)."""
     _print_summary(result.summary, result.commit.url, unchanged=result.commit.unchanged,
-                   version=result.commit.version, as_json=as_json)
+                   version=result.commit.version, as_json=as_json, tables=result.tables)
     click.get_current_context().exit(result.exit_code)
 
 
@@ -85,11 +85,12 @@ def merge(plan_uri: str, as_json: bool, **kw: Any) -> None:
     _finish(merge_plan(plan_uri, **_settings(kw, "s3_endpoint", "s3_max_attempts", "lock_ttl")), as_json=as_json)
 
 
-def _print_summary(s: dict[str, Any], url: str, *, unchanged: bool, version: int, as_json: bool) -> None:
+def _print_summary(s: dict[str, Any], url: str, *, unchanged: bool, version: int, as_json: bool,
+                   tables: Any = None) -> None:
     if as_json:
         # summary.json's keys as stored, plus what this run did with them (not part of summary.json).
         click.echo(_dumps({**s, "publish": {"version": version, "dir": f"v={version}", "unchanged": unchanged,
-                                            "url": url}}))
+                                            "url": url, "tables": None if tables is None else tables.as_dict()}}))
         return
     led, st, dr = s["ledger"], s["stream"], s["drift"]
     state = "unchanged, still" if unchanged else "published as"
@@ -106,6 +107,8 @@ def _print_summary(s: dict[str, Any], url: str, *, unchanged: bool, version: int
                f"abs {dr['abs_delta_clicks']:,}; money at risk net {_money(dr['money']['net_at_risk_micros'])}")
     for cause, c in dr["by_cause"].items():
         click.echo(f"    {cause:<30} {c['keys']:>7,} keys {c['clicks']:>9,} clicks")
+    if tables is not None:
+        click.echo(f"  {tables.message()}")
 
 
 @cli.command()

@@ -1,4 +1,4 @@
-"""The day's stages after its slices: merge → diff → outputs and report → manifest → publish.
+"""The day's stages after its slices: merge → diff → outputs and report → manifest → publish → tables.
 
 Both ways of running a day end here: in one process (billing.run.local) and spread over machines
 (billing.run.distributed). The caller holds the day's lock and has deduplicated the slices.
@@ -21,6 +21,7 @@ from billing.day.merge import check_day_spend
 from billing.day.outputs import OUTPUT_FILES, build_outputs, write_outputs
 from billing.day.publish import Commit, Day
 from billing.day.restatement import previous_per_ad
+from billing.day.tables import TablesResult, publish_current
 from billing.io.inputs import Inputs
 from billing.slice.partial import SlicePartial
 
@@ -32,6 +33,8 @@ class RunResult:
     summary: dict[str, Any]
     commit: Commit
     exit_code: int
+    tables: TablesResult | None = None
+    """What the Delta tables under OUT/tables/ got (None: ``--no-tables``)."""
 
 
 def finish(cfg: ReconcileConfig, inputs: Inputs, day: Day, merged: SlicePartial, run_id: str,
@@ -49,4 +52,7 @@ def finish(cfg: ReconcileConfig, inputs: Inputs, day: Day, merged: SlicePartial,
     commit = day.publish(staged, manifest, compare=OUTPUT_FILES)
     log.info("%s %s in %.1fs: %s", "unchanged" if commit.unchanged else "published", commit.url,
              time.monotonic() - started, out.summary["status"])
-    return RunResult(out.summary, commit, out.summary["exit_code"])
+    # After the commit, still under the lock: the tables follow the current version (unchanged ones too,
+    # so a run after a crash between the two brings them level).
+    tables = publish_current(day, commit.version, s3_endpoint=cfg.s3_endpoint) if cfg.tables else None
+    return RunResult(out.summary, commit, out.summary["exit_code"], tables)
