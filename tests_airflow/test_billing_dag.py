@@ -45,8 +45,8 @@ print(sorted(m for m in sys.modules if m.startswith("billing")))
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ.copy())
     assert r.returncode == 0, r.stderr[-3000:]
     tasks, billing_modules = r.stdout.strip().splitlines()[-2:]
-    assert eval(tasks) == ["alert_drift", "billable", "check_drift", "merge", "plan", "run_slice", "slices_of",
-                           "wait_for_raw_horizon"]
+    assert eval(tasks) == ["alert_drift", "billable", "check_drift", "export_invoicing", "merge", "plan", "run_slice",
+                           "slices_of", "wait_for_raw_horizon"]
     assert eval(billing_modules) == []  # the DAG file does no work at parse time
 
 
@@ -74,6 +74,7 @@ def test_dag_test_runs_a_demo_day_like_the_cli(airflow_home: Path, tmp_path: Pat
     run = dag.test(logical_date=dt.datetime(2026, 11, 27, tzinfo=dt.UTC))  # interval [D, D+1)
     states = {ti.task_id: ti.state for ti in run.get_task_instances()}
     assert states["merge"] == "success" and states["alert_drift"] == "success" and states["billable"] == "skipped"
+    assert states["export_invoicing"] == "skipped"  # off by default (no billing_invoicing_uri)
     assert sum(1 for ti in run.get_task_instances() if ti.task_id == "run_slice") == 3
 
     cli = subprocess.run([sys.executable, "-m", "billing", "-q", "reconcile", "--date", DAY.isoformat(), "--raw",
@@ -84,4 +85,11 @@ def test_dag_test_runs_a_demo_day_like_the_cli(airflow_home: Path, tmp_path: Pat
     b = tmp_path / "cli-out" / f"dt={DAY}" / "v=1"
     for name in CONTENT_FILES:
         assert sha(a / name) == sha(b / name), name
+    from deltalake import DeltaTable  # merge published the tables: the current version's totals, with a date
+
+    table = DeltaTable(str(tmp_path / "dag-out" / "tables" / "totals")).to_pyarrow_table()
+    import pyarrow.parquet as pq
+
+    key = [("ad_id", "ascending"), ("window_start", "ascending")]
+    assert table.drop_columns(["date"]).sort_by(key).to_pylist() == pq.read_table(a / "totals.parquet").to_pylist()
     assert json.loads((a / "summary.json").read_text())["exit_code"] == 3

@@ -180,6 +180,7 @@ def publish_days(out: Store, dates: list[dt.date] | None, *, s3_endpoint: str | 
     done = []
     for date in committed_days(out) if dates is None else dates:
         day = Day(out, date)
+        day.require_current()  # before the lock: a day without versions is left as it is
         try:
             with day.lock(new_run_id(), lock_ttl) as held:
                 if held.base_version is None:

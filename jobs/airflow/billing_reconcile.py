@@ -6,9 +6,12 @@ Every night, the authoritative ad-click totals of yesterday (UTC), and where the
 `wait_for_raw_horizon` → `plan` → `run_slice` × N (dynamic task mapping: on a Celery or
 Kubernetes executor the slices run on many workers) → `merge` (publishes the day atomically) →
 `check_drift` branches to `alert_drift` when drift was flagged (billing's exit code 3), without
-failing any data task. Every task is idempotent: the plan id is a hash of its inputs, a slice
-overwrites its own partial results, and `merge` commits nothing when the outputs are unchanged,
-so Airflow retries are safe.
+failing any data task; `export_invoicing` (off by default) feeds the invoicing database after `merge`.
+`merge` also brings the Delta tables under `OUT/tables/` level (`totals`, `drift`, `days`...): readers
+find every day's current version there without this DAG doing anything more. Every task is
+idempotent: the plan id is a hash of its inputs, a slice overwrites its own partial results, `merge`
+commits nothing when the outputs are unchanged (nor to the tables when they hold the version), and the
+export replaces the day in one transaction, so Airflow retries are safe.
 
 **Deploy.** Workers run an image with this repository installed (`pip install .`, or the built
 wheel); the tasks import `billing` and call it in-process, nothing is shelled out. The DAG reads
@@ -18,6 +21,13 @@ They are the top layer of billing's config (`ReconcileConfig.load`): what they l
 the workers' `BILLING_*` environment variables (e.g. `BILLING_S3_MAX_ATTEMPTS`, `BILLING_LOCK_TTL`),
 else billing's defaults. S3 credentials come from the workers' standard AWS chain (environment,
 instance or pod role).
+
+**Invoicing export (off by default).** Set the Variable `billing_invoicing_uri` to
+`postgresql://USER@HOST:PORT/DB?table=SCHEMA.TABLE` and `export_invoicing` exports the day's current
+totals after `merge`, replacing the day's rows in one transaction (a retry, or a re-run of an unchanged
+day, changes nothing; an older version than the one exported fails the task instead of rolling back).
+Unset or empty, the task is skipped. Keep the password out of the Variable (Variables are shown in the
+UI): the workers' `PGPASSWORD` or `~/.pgpass` supply it, as for any libpq client.
 """
 
 from __future__ import annotations
@@ -29,7 +39,7 @@ from typing import Any
 from airflow.sdk import Variable, dag, task
 
 #: This DAG's own default (it fans out); "" leaves a setting to the environment and billing's config.
-DEFAULTS = {"billing_slices": "8", "billing_lateness": "", "billing_s3_endpoint": ""}
+DEFAULTS = {"billing_slices": "8", "billing_lateness": "", "billing_s3_endpoint": "", "billing_invoicing_uri": ""}
 
 
 def setting(name: str) -> str | None:
@@ -130,12 +140,35 @@ def billing_reconcile() -> None:
     def billable(merged: dict[str, Any]) -> str:
         return f"billing: {merged['status']}: {merged['url']}"
 
+    @task
+    def export_invoicing(merged: dict[str, Any], data_interval_start: dt.datetime | None = None) -> str:
+        """The day's current totals into the invoicing database; skipped unless ``billing_invoicing_uri`` is set."""
+        from airflow.exceptions import AirflowFailException, AirflowSkipException
+
+        uri = setting("billing_invoicing_uri")
+        if not uri:
+            raise AirflowSkipException("billing_invoicing_uri is not set: the invoicing export is off")
+        from billing.day.export import export_current
+        from billing.day.publish import Day
+        from billing.errors import BadInputError
+        from billing.io.storage import open_store
+
+        cfg = billing_config(data_interval_start.date().isoformat())
+        out = open_store(cfg.out, endpoint=cfg.s3_endpoint, max_attempts=cfg.s3_max_attempts)
+        try:
+            message = export_current(Day(out, cfg.date), uri).message()
+        except BadInputError as e:  # a refused rollback, a bad URI or missing rights: retries do not help
+            raise AirflowFailException(str(e)) from e
+        logging.getLogger("billing.airflow").info("%s", message)
+        return message
+
     planned = plan()
     wait_for_raw_horizon() >> planned
     done = run_slice.partial(planned=planned).expand(k=slices_of(planned))
     merged = merge(planned)
     done >> merged
     check_drift(merged) >> [alert_drift(merged), billable(merged)]
+    export_invoicing(merged)
 
 
 billing_reconcile()
