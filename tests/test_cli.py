@@ -162,14 +162,19 @@ def test_reconcile_json_says_what_was_published(runner: CliRunner, tmp_path: Pat
     args = lake(tmp_path)
     out = tmp_path / "out" / "dt=2026-11-26"
     first = json.loads(runner.invoke(cli, ["reconcile", "--json", *args]).stdout)
+    tables = first["publish"].pop("tables")
     assert first["publish"] == {"version": 1, "dir": "v=1", "unchanged": False, "url": str(out / "v=1")}
+    assert (tables["version"], tables["written"], tables["unchanged"]) == (
+        1, ["totals", "drift", "conflicts", "quarantine", "days"], [])
     stored = json.loads((out / "v=1" / "summary.json").read_text())
     assert "publish" not in stored and {k: v for k, v in first.items() if k != "publish"} == stored
     again = runner.invoke(cli, ["reconcile", "--json", *args])
-    assert json.loads(again.stdout)["publish"] == {"version": 1, "dir": "v=1", "unchanged": True,
-                                                   "url": str(out / "v=1")}
+    publish = json.loads(again.stdout)["publish"]
+    assert publish.pop("tables")["written"] == []  # the tables hold version 1 already: nothing committed
+    assert publish == {"version": 1, "dir": "v=1", "unchanged": True, "url": str(out / "v=1")}
     write_stream(tmp_path / "stream", [(1, at(10), 2)])  # the stream changed: a new version
     third = json.loads(runner.invoke(cli, ["reconcile", "--json", *args]).stdout)
+    assert third["publish"].pop("tables")["version"] == 2
     assert third["publish"] == {"version": 2, "dir": "v=2", "unchanged": False, "url": str(out / "v=2")}
 
 
