@@ -138,33 +138,26 @@ class StreamQuarantine(pa_.DataFrameModel):
         ordered = True
 
 
-class DayRow(pa_.DataFrameModel):
-    """One row of the ``OUT/tables/days`` Delta table: a day's current version and its summary's key figures
-    (summary.json: ``ledger``, ``stream``, ``drift``)."""
+#: Sums over a day that may pass int64 (summary.json holds them exactly): DECIMAL(38, 0) in the days table.
+BIG = pa.decimal128(38, 0)
 
-    date: pa.date32() = pa_.Field(nullable=False)
-    version: pa.int64() = pa_.Field(nullable=False, ge=1)
-    manifest_sha256: pa.string() = pa_.Field(nullable=False, str_length={"min_value": 64, "max_value": 64})
-    created_at: TS = pa_.Field(nullable=False)
-    status: pa.string() = pa_.Field(nullable=False)
-    exit_code: pa.int32() = pa_.Field(nullable=False)
-    rows_read: pa.int64() = pa_.Field(nullable=False, ge=0)
-    rows_invalid: pa.int64() = pa_.Field(nullable=False, ge=0)
-    duplicates_removed: pa.int64() = pa_.Field(nullable=False, ge=0)
-    conflicting_click_ids: pa.int64() = pa_.Field(nullable=False, ge=0)
-    clicks_out_of_day: pa.int64() = pa_.Field(nullable=False, ge=0)
-    billable_clicks: pa.int64() = pa_.Field(nullable=False, ge=0)
-    billable_spend_micros: pa.int64() = pa_.Field(nullable=True)
-    stream_clicks: pa.int64() = pa_.Field(nullable=False)
-    drift_keys: pa.int64() = pa_.Field(nullable=False, ge=0)
-    drift_flagged: pa.int64() = pa_.Field(nullable=False, ge=0)
-    net_delta_clicks: pa.int64() = pa_.Field(nullable=False)
-    abs_delta_clicks: pa.int64() = pa_.Field(nullable=False, ge=0)
-    net_at_risk_micros: pa.int64() = pa_.Field(nullable=True)
-
-    class Config:
-        strict = True
-        ordered = True
+#: One row of the ``OUT/tables/days`` Delta table: a day's current version, the SHA-256 of its manifest.json,
+#: the manifest's ``created_at``, and summary.json's key figures (``ledger``, ``stream``, ``drift``). Built from
+#: summary.json (already checked when the version was published), so an Arrow schema rather than a model
+#: (pandera has no DECIMAL for the sums that may pass int64).
+DAYS_SCHEMA = pa.schema([
+    pa.field("date", pa.date32(), nullable=False), pa.field("version", pa.int64(), nullable=False),
+    pa.field("manifest_sha256", pa.string(), nullable=False), pa.field("created_at", TS, nullable=False),
+    pa.field("status", pa.string(), nullable=False), pa.field("exit_code", pa.int32(), nullable=False),
+    *(pa.field(name, pa.int64(), nullable=False) for name in (
+        "rows_read", "rows_invalid", "duplicates_removed", "conflicting_click_ids", "clicks_out_of_day",
+        "billable_clicks")),
+    pa.field("billable_spend_micros", pa.int64()),  # null: no cost column in the day's raw files
+    pa.field("stream_clicks", BIG, nullable=False),
+    pa.field("drift_keys", pa.int64(), nullable=False), pa.field("drift_flagged", pa.int64(), nullable=False),
+    pa.field("net_delta_clicks", BIG, nullable=False), pa.field("abs_delta_clicks", BIG, nullable=False),
+    pa.field("net_at_risk_micros", BIG),  # null: nothing to price the drift at
+])
 
 
 # --- what stages hand each other ------------------------------------------------------------------

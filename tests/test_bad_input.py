@@ -391,3 +391,7 @@ def test_day_sums_past_int64_are_reported_exactly(tmp_path: Path) -> None:
     s = json.loads(r.stdout)
     assert s["stream"]["clicks"] == 50 + 2**63
     assert s["drift"]["abs_delta_clicks"] == s["drift"]["net_delta_clicks"] == 2**63
+    from deltalake import DeltaTable  # the days table holds them exactly too (DECIMAL(38, 0))
+
+    (day,) = DeltaTable(str(tmp_path / "out" / "tables" / "days")).to_pyarrow_table().to_pylist()
+    assert (day["stream_clicks"], day["abs_delta_clicks"], day["net_delta_clicks"]) == (50 + 2**63, 2**63, 2**63)

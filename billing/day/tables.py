@@ -7,7 +7,7 @@ Layout (each a Delta table partitioned by ``date``, a DATE column also present i
     OUT/tables/conflicts   conflicts.parquet
     OUT/tables/quarantine  quarantine.parquet's leading columns (schemas.QUARANTINE_HEAD; the raw files'
                            other columns, which differ from day to day, stay in the version only)
-    OUT/tables/days        one row per day: its current version, manifest SHA-256, summary figures (schemas.DayRow)
+    OUT/tables/days        one row per day: its current version, manifest SHA-256, summary figures (schemas.DAYS_SCHEMA)
 
 The versions under ``OUT/dt=D/v=N/`` stay the record; a table's partition D is a copy of the current one,
 replaced in one Delta commit (:func:`billing.io.delta.replace_day`, commit metadata ``billing_version``,
@@ -22,6 +22,7 @@ next run of the day, or ``billing publish-tables``, brings them level.
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import hashlib
 import json
 import logging
@@ -144,9 +145,11 @@ def _day_row(day: Day, version: int, manifest_sha256: str, manifest: dict[str, A
            "drift_keys": dr["keys"], "drift_flagged": dr["flagged"], "net_delta_clicks": dr["net_delta_clicks"],
            "abs_delta_clicks": dr["abs_delta_clicks"],
            "net_at_risk_micros": (dr.get("money") or {}).get("net_at_risk_micros")}
-    table = pa.Table.from_pylist([row], schema=schemas.arrow_schema(schemas.DayRow))
-    schemas.check_output(schemas.DayRow, table, "the days table's row")
-    return table
+    schema = schemas.DAYS_SCHEMA
+    for k in row:  # exact integers: a DECIMAL(38, 0) column takes Python's int through Decimal
+        if schema.field(k).type == schemas.BIG and row[k] is not None:
+            row[k] = decimal.Decimal(row[k])
+    return pa.Table.from_pylist([row], schema=schema)
 
 
 def committed_days(out: Store) -> list[dt.date]:
