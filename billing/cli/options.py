@@ -98,11 +98,11 @@ def _stack(*options: Callable[[Callable[..., Any]], Callable[..., Any]]) -> Call
 config_option = click.option("--config", "config_file", type=click.Path(dir_okay=False), envvar="BILLING_CONFIG",
                              is_eager=True, expose_value=False, callback=_remember_config_file,
                              help="TOML file with option values (keys as option names).")
-day_options = _stack(
-    _opt("--date", help="The UTC day D, YYYY-MM-DD."),
-    _opt("--out", help="Output root: a local path or s3://bucket/prefix."),
-    _opt("--s3-endpoint", help="S3-compatible endpoint URL (default: AWS_ENDPOINT_URL)."),
-)
+_out = _opt("--out", help="Output root: a local path or s3://bucket/prefix.")
+_endpoint = _opt("--s3-endpoint", help="S3-compatible endpoint URL (default: AWS_ENDPOINT_URL).")
+day_options = _stack(_opt("--date", help="The UTC day D, YYYY-MM-DD."), _out, _endpoint)
+#: A month's commands (month, adjustments): --month is no config field, it names what to build.
+month_options = _stack(click.option("--month", required=True, help="The month, YYYY-MM (UTC days)."), _out, _endpoint)
 input_options = _stack(
     _opt("--raw", help="Raw click log root (RAW/dt=D/hour=HH/*.parquet)."),
     _opt("--stream", help="Stream aggregates root (STREAM/dt=D/*.parquet)."),
