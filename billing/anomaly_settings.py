@@ -30,19 +30,22 @@ class AnomalySettings:
     """Floor of the MAD of the absolute money at risk, in micros."""
     anomaly_floor_share: float = 0.1
     """Floor of the MAD of each cause's share of the absolute drift."""
+    anomaly_floor_rel: float = 0.25
+    """Floor of the MAD of the drift rate and of the money at risk, as a fraction of their median: a day's
+    drift is a count of a few dozen windows in a small month, and its noise grows with it."""
 
     def __post_init__(self) -> None:
         if not self.anomaly_k > 0:
             raise UsageError(f"anomaly_k must be > 0, got {self.anomaly_k}")
         if self.anomaly_window < 1:
             raise UsageError("anomaly_window must be >= 1")
-        if self.anomaly_floor_rate < 0 or self.anomaly_floor_money < 0 or self.anomaly_floor_share < 0:
+        if min(self.anomaly_floor_rate, self.anomaly_floor_money, self.anomaly_floor_share, self.anomaly_floor_rel) < 0:
             raise UsageError("the anomaly floors must be >= 0")
 
 
 ANOMALY_FIELDS = ("anomaly_k", "anomaly_window", "anomaly_min_days", "anomaly_floor_rate", "anomaly_floor_money",
-                  "anomaly_floor_share")
+                  "anomaly_floor_share", "anomaly_floor_rel")
 #: How each setting's value is read when given as text (environment, file) or typed.
 ANOMALY_PARSE: dict[str, Callable[[Any, str], Any]] = {
     "anomaly_k": _float, "anomaly_window": _count, "anomaly_min_days": _count, "anomaly_floor_rate": _float,
-    "anomaly_floor_money": _int, "anomaly_floor_share": _float}
+    "anomaly_floor_money": _int, "anomaly_floor_share": _float, "anomaly_floor_rel": _float}

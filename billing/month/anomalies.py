@@ -5,7 +5,9 @@ and the share of the absolute drift each cause explains) the reference is the sa
 ``window`` most recent days before it that have a committed version (their current versions'
 summary.json: published days only, no raw data re-read). With ``m`` their median and ``MAD`` the (scaled)
 median of ``|x - m|``, the day is anomalous on that measure when ``|x - m| > k × max(MAD, floor)``; the floor
-keeps a run of identical quiet days (MAD 0) from flagging the first small wobble. A day with fewer than
+keeps a run of identical quiet days (MAD 0) from flagging the first small wobble. For the drift rate and
+the money at risk the floor is also at least ``floor_rel`` × the median: a small day's drift is a few
+dozen windows, and seven of them can agree by chance more closely than the next day will. A day with fewer than
 ``min_days`` reference days is not judged. Parameters: :class:`AnomalyRule`, from the config.
 
 The MAD is scaled by 1.4826 (:data:`MAD_SCALE`), the usual factor that makes it estimate the standard
@@ -37,6 +39,7 @@ class AnomalyRule:
     floor_rate: float = 0.001
     floor_money: int = 1_000_000
     floor_share: float = 0.1
+    floor_rel: float = 0.25
 
     @classmethod
     def from_settings(cls, s: AnomalySettings | dict[str, Any]) -> AnomalyRule:
@@ -58,10 +61,12 @@ def measures(summary: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-def _floor(name: str, rule: AnomalyRule) -> float:
+def _floor(name: str, median: float, rule: AnomalyRule) -> float:
     if name == "drift_rate":
-        return rule.floor_rate
-    return float(rule.floor_money) if name == "money_at_risk_micros" else rule.floor_share
+        return max(rule.floor_rate, rule.floor_rel * abs(median))
+    if name == "money_at_risk_micros":
+        return max(float(rule.floor_money), rule.floor_rel * abs(median))
+    return rule.floor_share
 
 
 def _r(x: float) -> float:
@@ -89,7 +94,7 @@ def judge(summary: dict[str, Any], reference: list[dict[str, Any]], rule: Anomal
         x = mine.get(name, 0.0)
         med = statistics.median(values)
         mad = MAD_SCALE * statistics.median(abs(v - med) for v in values)
-        spread = rule.k * max(mad, _floor(name, rule))
+        spread = rule.k * max(mad, _floor(name, med, rule))
         flagged = abs(x - med) > spread
         result["measures"][name] = {"value": _r(x), "median": _r(med), "mad": _r(mad), "low": _r(med - spread),
                                     "high": _r(med + spread), "anomalous": flagged}

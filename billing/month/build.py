@@ -15,6 +15,7 @@ import os
 import socket
 import tempfile
 import uuid
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +66,6 @@ def build_month(out: Store, month: str, rule: AnomalyRule) -> tuple[Book, Commit
                     "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                     "host": socket.gethostname(), "pid": os.getpid(),
                     "days": book.used, "missing_days": book.missing,
-                    "anomaly_rule": {k: getattr(rule, k) for k in ("k", "window", "min_days", "floor_rate",
-                                                                   "floor_money", "floor_share")}}
+                    "anomaly_rule": asdict(rule)}
         commit = folder.publish(staged, manifest, compare=MONTH_FILES)
     return book, commit

@@ -42,7 +42,8 @@ def _cell(d: dict[str, Any]) -> dict[str, Any]:
     cls = {"billable": "ok", "drift_within_tolerance": "warn", "drift_flagged": "bad"}.get(status, "missing")
     lines = ["missing"] if status == "missing" else [
         f"v{d['version']} {status.replace('_', ' ')}",
-        f"signed off v{d['signed_off_version']}" if d["signed_off_version"] is not None else "not signed off"]
+        f"signed off v{d['signed_off_version']} by {d['signed_off_by']}" if d["signed_off_version"] is not None
+        else "not signed off"]
     if d["open_adjustment"]:
         lines.append("open adjustment")
     if d["anomalous"]:
@@ -55,6 +56,11 @@ def _calendar(days: list[dict[str, Any]]) -> list[list[dict[str, Any] | None]]:
     cells: list[dict[str, Any] | None] = [None] * first.weekday() + [_cell(d) for d in days]
     cells += [None] * (-len(cells) % 7)
     return [cells[i:i + 7] for i in range(0, len(cells), 7)]
+
+
+def _measure(name: str, v: float) -> str:
+    """A measure of the anomaly rule as people read it: money in currency units, rates and shares in %."""
+    return money(round(v)) if name == "money_at_risk_micros" else f"{v:.2%}"
 
 
 def _rate(r: float | None) -> str:
@@ -99,8 +105,8 @@ def month_page(book: Book, code_version: str) -> MonthPage:
                           money(r["spend_micros_delta"])] for r in book.adjustments],
                         frozenset({6, 8}), id="adjustments")
     anomalies = Table(["date", "measure", "value", "reference median", "allowed range", "reference days"],
-                      [[date, m, f"{x['value']:g}", f"{x['median']:g}", f"{x['low']:g} … {x['high']:g}",
-                        a["reference_days"]]
+                      [[date, m, _measure(m, x["value"]), _measure(m, x["median"]),
+                        f"{_measure(m, x['low'])} … {_measure(m, x['high'])}", a["reference_days"]]
                        for date, a in sorted(book.anomalies.items()) for m, x in sorted(a["measures"].items())
                        if x["anomalous"]], frozenset({2, 3}), id="anomalies")
     not_judged = sum(1 for a in book.anomalies.values() if not a["judged"])
