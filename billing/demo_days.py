@@ -114,7 +114,7 @@ def generate_day(out: Path, date: dt.date, *, rows: int, seed: int, drift: float
            "planted_drift_windows": abs_drift, "abs_delta_clicks": abs_drift, "drift_probability": drift,
            "raw_rows": len(raw), "raw_files": files}
     (out / "truth").mkdir(parents=True, exist_ok=True)
-    (out / "truth" / f"dt={date.isoformat()}.json").write_text(json.dumps(day, indent=2) + "\n")
+    (out / "truth" / f"dt={date.isoformat()}.json").write_text(json.dumps(day, indent=2, allow_nan=False) + "\n")
     return day
 
 
@@ -159,5 +159,5 @@ def add_late_file(out: Path, date: dt.date, clicks: dict[int, int], *, seed: int
         added[ad] = (n, spend)
     _write_raw(out / "raw", rows, f"late-{k}")
     data.setdefault("late_files", []).append({"ads": {str(a): list(v) for a, v in added.items()}})
-    truth_file.write_text(json.dumps(data, indent=2) + "\n")
+    truth_file.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
     return added

@@ -105,7 +105,7 @@ def sign_off(day: Day, *, by: str, version: int | None = None, note: str | None 
     seq = max([s.seq for s in sign_offs(day)], default=0) + 1
     while True:
         record = SignOff(seq, day.date.isoformat(), version, by, at, note or None, manifest_sha)
-        body = (json.dumps(record.as_dict(), indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+        body = (json.dumps(record.as_dict(), indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
         if day.out.create_exclusive(day.path(SIGNOFF, f"s={seq:06d}.json"), body):
             return record
         seq += 1  # another sign-off took this number meanwhile: never overwrite it
