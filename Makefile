@@ -13,7 +13,11 @@ AF_VENV  := .venv-airflow
 AF_STAMP := $(AF_VENV)/.installed
 AIRFLOW  ?= 3.3.2
 
-.PHONY: setup test test-fast test-airflow lint reconcile demo bench clean browser
+MONTH  ?= 2026-11
+MDEMO  ?= demo-month
+MDAYS  ?= 30
+
+.PHONY: setup test test-fast test-airflow lint reconcile demo bench clean browser month
 
 setup: $(STAMP)
 
@@ -63,9 +67,30 @@ reconcile: setup $(DEMO)/raw
 	echo "outputs: $(DEMO)/out/dt=$(DATE)/$$(cat $(DEMO)/out/dt=$(DATE)/_current.json | $(BIN)/python -c 'import json,sys; print(json.load(sys.stdin)["dir"])')"; \
 	echo "report:  $(DEMO)/out/dt=$(DATE)/$$(cat $(DEMO)/out/dt=$(DATE)/_current.json | $(BIN)/python -c 'import json,sys; print(json.load(sys.stdin)["dir"])')/report.html"
 
+# A demo month (README, "Closing a month"): MDAYS planted days (day 20: ten times the drift), each reconciled;
+# days 1-15 signed off; day 5 restated by a late file after its sign-off; the open adjustments; the month.
+$(MDEMO)/out:
+	$(BIN)/billing demo --out $(MDEMO) --date $(MONTH)-01 --days $(MDAYS) --rows 4000 --spike-day $(MONTH)-20
+	@for d in $$(seq -w 1 $(MDAYS)); do \
+	  $(BIN)/billing -q reconcile --date $(MONTH)-$$d --raw $(MDEMO)/raw --stream $(MDEMO)/stream --out $(MDEMO)/out \
+	    >/dev/null; rc=$$?; if [ $$rc -ne 0 ] && [ $$rc -ne 3 ]; then exit $$rc; fi; done
+	@for d in $$(seq -w 1 15); do \
+	  $(BIN)/billing sign-off --date $(MONTH)-$$d --out $(MDEMO)/out --by finance@example.com --note "invoice run" \
+	    || exit $$?; done
+	$(BIN)/python -c "import datetime as d, pathlib as p; from billing.demo_days import add_late_file; \
+	  print('late clicks per ad (clicks, spend micros):', add_late_file(p.Path('$(MDEMO)'), \
+	  d.date.fromisoformat('$(MONTH)-05'), {2003: 4, 2011: 2, 2039: 1}))"
+	@$(BIN)/billing -q reconcile --date $(MONTH)-05 --raw $(MDEMO)/raw --stream $(MDEMO)/stream --out $(MDEMO)/out \
+	  >/dev/null; rc=$$?; if [ $$rc -ne 0 ] && [ $$rc -ne 3 ]; then exit $$rc; fi
+
+month: setup $(MDEMO)/out
+	$(BIN)/billing adjustments --month $(MONTH) --out $(MDEMO)/out --csv $(MDEMO)/adjustments.csv
+	$(BIN)/billing month --month $(MONTH) --out $(MDEMO)/out
+	@echo "month.html: $(MDEMO)/out/month=$(MONTH)/$$(cat $(MDEMO)/out/month=$(MONTH)/_current.json | $(BIN)/python -c 'import json,sys; print(json.load(sys.stdin)["dir"])')/month.html"
+
 bench: setup
 	$(BIN)/python -m pip install -q -e ".[test,bench]"
 	$(BIN)/python -m benchmarks.run
 
 clean:
-	rm -rf $(DEMO) .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(DEMO) $(MDEMO) .pytest_cache .ruff_cache .mypy_cache

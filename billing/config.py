@@ -20,6 +20,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from billing.anomaly_settings import ANOMALY_PARSE, AnomalySettings
 from billing.errors import UsageError
 from billing.values import (
     _bool,
@@ -50,12 +51,10 @@ MIN_MEMORY_LIMIT = 256 * 2**20
 
 
 @dataclass(frozen=True)
-class ReconcileConfig:
-    """Everything a reconciliation run needs: what decides the content of the day
-    (:meth:`content_settings`), how it runs (:meth:`run_settings`), and this process's :data:`LOCAL` settings.
-
-    Two runs with equal content settings over equal inputs publish byte-identical data files.
-    """
+class ReconcileConfig(AnomalySettings):
+    """Everything a reconciliation run needs: what decides the content of the day (:meth:`content_settings`),
+    how it runs (:meth:`run_settings`), this process's :data:`LOCAL` settings, and the anomaly rule (inherited).
+    Two runs with equal content settings over equal inputs publish byte-identical data files."""
 
     date: dt.date
     """The UTC day D being reconciled."""
@@ -102,6 +101,7 @@ class ReconcileConfig:
 
     def __post_init__(self) -> None:
         """Refuse values no run can use (exit 2), whichever way the config was built (CLI, plan, code)."""
+        super().__post_init__()
         if self.tolerance_abs < 0:
             raise UsageError(f"--tolerance-abs must be >= 0, got {self.tolerance_abs}")
         if not (math.isfinite(self.tolerance_rel) and self.tolerance_rel >= 0):
@@ -295,5 +295,5 @@ _PARSE: dict[str, Callable[[Any, str], Any]] = {
     **dict.fromkeys(("lateness", "stream_allowed_lateness", "lock_ttl"), _duration), "snowflake_epoch_ms": _int,
     **dict.fromkeys(("allow_empty", "stream_optional", "tables"), _bool), "slices": _count, "threads": _count,
     "workers": lambda v, opt: max(1, _count(v, opt)),  # 0 runs the slices in this process, as 1 does
-    "memory_limit": lambda v, _: parse_bytes(v), "s3_max_attempts": _int,
+    "memory_limit": lambda v, _: parse_bytes(v), "s3_max_attempts": _int, **ANOMALY_PARSE,
 }

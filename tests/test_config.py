@@ -159,13 +159,18 @@ def test_local_settings_change_neither_the_plan_nor_its_id() -> None:
 
 
 def test_every_field_has_a_parser_and_one_docstring() -> None:
-    tree = ast.parse(Path(config.__file__).read_text(encoding="utf-8"))
-    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "ReconcileConfig")
-    documented = [a.target.id for a, doc in zip(cls.body, cls.body[1:], strict=False)
-                  if isinstance(a, ast.AnnAssign) and isinstance(a.target, ast.Name)
-                  and isinstance(doc, ast.Expr) and isinstance(doc.value, ast.Constant)]
+    """ReconcileConfig's own fields, and those it inherits from AnomalySettings (anomaly_settings.py) first."""
+    from billing import anomaly_settings
+
+    documented = []
+    for module, name in ((anomaly_settings, "AnomalySettings"), (config, "ReconcileConfig")):
+        tree = ast.parse(Path(module.__file__ or "").read_text(encoding="utf-8"))
+        cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == name)
+        documented += [a.target.id for a, doc in zip(cls.body, cls.body[1:], strict=False)
+                       if isinstance(a, ast.AnnAssign) and isinstance(a.target, ast.Name)
+                       and isinstance(doc, ast.Expr) and isinstance(doc.value, ast.Constant)]
     names = [f.name for f in fields(ReconcileConfig)]
-    assert documented == names
+    assert sorted(documented) == sorted(names)
     assert sorted(config._PARSE) == sorted(names)
 
 

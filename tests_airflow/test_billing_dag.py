@@ -93,3 +93,50 @@ def test_dag_test_runs_a_demo_day_like_the_cli(airflow_home: Path, tmp_path: Pat
     key = [("ad_id", "ascending"), ("window_start", "ascending")]
     assert table.drop_columns(["date"]).sort_by(key).to_pylist() == pq.read_table(a / "totals.parquet").to_pylist()
     assert json.loads((a / "summary.json").read_text())["exit_code"] == 3
+
+
+def test_month_dag_parses_without_work_or_connections(airflow_home: Path) -> None:
+    """The monthly DAG (issue 15): a sensor on the month's last day, then the month's books; no work at parse."""
+    code = f"""
+import socket, sys
+def refuse(*a, **k):
+    raise AssertionError("network connection at parse time")
+socket.socket.connect = refuse
+from airflow.dag_processing.dagbag import DagBag
+bag = DagBag(dag_folder={str(DAGS)!r})
+assert not bag.import_errors, bag.import_errors
+dag = bag.dags["billing_month"]
+print(sorted(t.task_id for t in dag.tasks))
+print(dag.get_task("build_month").trigger_rule)
+print(sorted(m for m in sys.modules if m.startswith("billing")))
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ.copy())
+    assert r.returncode == 0, r.stderr[-3000:]
+    tasks, rule, billing_modules = r.stdout.strip().splitlines()[-3:]
+    assert eval(tasks) == ["build_month", "wait_for_last_day"]
+    assert rule in ("all_done", "TriggerRule.ALL_DONE")  # a month with missing days builds when the sensor times out
+    assert eval(billing_modules) == []
+
+
+def test_month_dag_test_builds_the_month_like_the_cli(airflow_home: Path, tmp_path: Path) -> None:
+    from billing.demo_days import generate_days
+
+    generate_days(tmp_path / "lake", dt.date(2026, 11, 29), 2, rows=1000, seed=2)
+    out = tmp_path / "out"
+    for day in ("2026-11-29", "2026-11-30"):
+        r = subprocess.run([sys.executable, "-m", "billing", "-q", "reconcile", "--date", day, "--raw",
+                            str(tmp_path / "lake" / "raw"), "--stream", str(tmp_path / "lake" / "stream"),
+                            "--out", str(out)], capture_output=True, text=True)
+        assert r.returncode in (0, 3), r.stderr
+    os.environ["AIRFLOW_VAR_BILLING_OUT"] = str(out)
+    from airflow.dag_processing.dagbag import DagBag
+
+    dag = DagBag(dag_folder=str(DAGS)).dags["billing_month"]
+    run = dag.test(logical_date=dt.datetime(2026, 12, 1, tzinfo=dt.UTC))  # interval [2026-11-01, 2026-12-01)
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert states == {"wait_for_last_day": "success", "build_month": "success"}
+    days = (out / "month=2026-11" / "v=1" / "month_days.csv").read_text(encoding="utf-8-sig").splitlines()
+    assert len(days) == 31 and sum(",missing," in d for d in days) == 28
+    cli = subprocess.run([sys.executable, "-m", "billing", "month", "--month", "2026-11", "--out", str(out)],
+                         capture_output=True, text=True)
+    assert cli.returncode == 0 and "unchanged, still version 1" in cli.stdout, cli.stdout + cli.stderr

@@ -118,6 +118,7 @@ def commands() -> list[str]:
     return sorted(cli.commands)
 
 
-# The commands register themselves on ``cli``: a day's run (reconcile, plan, run-slice, merge, demo), and
-# its versions (show, report, history, diff-versions), and its readers (publish-tables, export, current-paths).
-from billing.cli import run, tables, versions  # noqa: E402,F401  (imported for their @cli.command registrations)
+# The commands register themselves on ``cli``: a day's run (reconcile, plan, run-slice, merge, demo), its
+# versions (show, report, history, diff-versions), its readers (publish-tables, export, current-paths), and the
+# month (sign-off, adjustments, month).
+from billing.cli import month, run, tables, versions  # noqa: E402,F401  (imported for their @cli.command registrations)

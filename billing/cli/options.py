@@ -103,6 +103,8 @@ out_options = _stack(
     _opt("--s3-endpoint", help="S3-compatible endpoint URL (default: AWS_ENDPOINT_URL)."),
 )
 day_options = _stack(_opt("--date", help="The UTC day D, YYYY-MM-DD."), out_options)
+#: A month's commands (month, adjustments): --month is no config field, it names what to build.
+month_options = _stack(click.option("--month", required=True, help="The month, YYYY-MM (UTC days)."), out_options)
 input_options = _stack(
     _opt("--raw", help="Raw click log root (RAW/dt=D/hour=HH/*.parquet)."),
     _opt("--stream", help="Stream aggregates root (STREAM/dt=D/*.parquet)."),

@@ -107,6 +107,11 @@ def _print_summary(s: dict[str, Any], url: str, *, unchanged: bool, version: int
                f"abs {dr['abs_delta_clicks']:,}; money at risk net {_money(dr['money']['net_at_risk_micros'])}")
     for cause, c in dr["by_cause"].items():
         click.echo(f"    {cause:<30} {c['keys']:>7,} keys {c['clicks']:>9,} clicks")
+    if r := s.get("restates_signed_off"):
+        click.echo(f"  RESTATES signed-off version {r['signed_off_version']} ({r['by']}, {r['at']}): {r['ads']:,} ads, "
+                   f"net {r['net_clicks_delta']:+,} clicks, {_money(r['net_spend_micros_delta'])}")
+    if (a := s.get("anomalies")) and a["anomalous"]:
+        click.echo(f"  anomalous against {a['reference_days']} reference days: {', '.join(a['flags'])}")
     if tables is not None:
         click.echo(f"  {tables.message()}")
 
@@ -118,12 +123,16 @@ def _print_summary(s: dict[str, Any], url: str, *, unchanged: bool, version: int
 @click.option("--seed", default=1, show_default=True, type=int, help="Random seed: same seed, same lake.")
 @click.option("--layout", type=click.Choice(["hour", "day"]), default="hour", show_default=True,
               help="Arrival partitions dt=/hour= or dt= only.")
-def demo(out_dir: str, date: str, rows: int, seed: int, layout: str) -> None:
+@click.option("--days", default=1, show_default=True, type=click.IntRange(1, 366),
+              help="Consecutive days from --date (more than 1: a simpler lake per day, see README 'Closing a month').")
+@click.option("--spike-day", "spike_days", multiple=True, help="With --days: a day planted with 10x the drift.")
+def demo(out_dir: str, date: str, rows: int, seed: int, layout: str, days: int, spike_days: tuple[str, ...]) -> None:
     """Write a demo lake (raw + stream) with planted faults, and the truth it planted.
 
     \b
     Example:
       billing demo --out ./demo --date 2026-11-26 --rows 100000 --seed 1
+      billing demo --out ./month --date 2026-11-01 --days 30 --rows 4000 --spike-day 2026-11-20
     """
     from billing.demo import generate
 
@@ -133,6 +142,15 @@ def demo(out_dir: str, date: str, rows: int, seed: int, layout: str) -> None:
                          f"(remove the folder first)")
     if rows < 1000:
         raise UsageError("--rows must be at least 1000")
+    if days > 1 or spike_days:
+        from billing.demo_days import generate_days
+
+        written = generate_days(Path(out_dir), d, days, rows=rows, seed=seed,
+                                spike_days=tuple(parse_date(s) for s in spike_days))
+        click.echo(f"demo lake for {days} days from {d}: {Path(out_dir) / 'raw'} "
+                   f"({sum(w['raw_rows'] for w in written):,} rows), {Path(out_dir) / 'stream'}, "
+                   f"truth in {Path(out_dir) / 'truth'}")
+        return
     truth = generate(Path(out_dir), d, rows=rows, seed=seed, layout=layout)
     click.echo(f"demo lake for {d}: {Path(out_dir) / 'raw'} ({truth.ledger['rows_read']:,} rows in the horizon), "
                f"{Path(out_dir) / 'stream'}, truth in {Path(out_dir) / 'truth'}")

@@ -72,16 +72,21 @@ def history(as_json: bool, **kw: Any) -> None:
     Example:
       billing history --date 2026-11-26 --out ./out
     """
+    from billing.month.signoff import sign_offs
+
     day, out = _day(kw)
     rows = []
     current = day.current_version()
+    signed = sign_offs(day)
     for m in day.history():
         led = m["counts"]["ledger"]
         rows.append({"version": m["version"], "current": m["version"] == current, "created_at": m["created_at"],
                      "run_id": m["run_id"], "billable_clicks": led["billable_clicks"],
                      "billable_spend_micros": led["billable_spend_micros"],
                      "restated_ads": None if m.get("restatement") is None else len(m["restatement"]),
-                     "previous_version": m.get("previous_version")})
+                     "previous_version": m.get("previous_version"),
+                     "sign_offs": [{"by": s.by, "at": s.at, "note": s.note, "in_force": s is signed[-1]}
+                                   for s in signed if s.version == m["version"]]})
     if not rows:  # text or JSON alike: a day without versions is an error, as for show and diff-versions
         raise UsageError(f"no committed version for {day.date} under {out}")
     if as_json:
@@ -94,6 +99,9 @@ def history(as_json: bool, **kw: Any) -> None:
         click.echo(f"{r['version']:>6}{mark}  {r['created_at']:<25} {r['billable_clicks']:>15,} "
                    f"{_money(r['billable_spend_micros']):>18} "
                    f"{'-' if r['restated_ads'] is None else r['restated_ads']:>12}  {r['run_id']}")
+        for s in r["sign_offs"]:
+            click.echo(f"{'':>9}signed off by {s['by']} at {s['at']}{' (in force)' if s['in_force'] else ''}"
+                       f"{': ' + s['note'] if s['note'] else ''}")
 
 
 @cli.command("diff-versions")

@@ -69,12 +69,12 @@ class Commit:
 
 
 class Day:
-    """One day's folder under OUT."""
+    """One day's folder under OUT (or, with ``prefix``, another folder versioned the same way: a month's)."""
 
-    def __init__(self, out: Store, date: dt.date) -> None:
+    def __init__(self, out: Store, date: dt.date, prefix: str | None = None) -> None:
         self.out = out
         self.date = date
-        self.prefix = f"dt={date.isoformat()}"
+        self.prefix = prefix or f"dt={date.isoformat()}"
         self.held: DayLock | None = None
 
     def path(self, *parts: str) -> str:

@@ -83,6 +83,8 @@ class Page:
     quarantine_examples: Table | None
     inputs: dict[str, str]  # raw_files, raw_bytes, stream_files, beyond_horizon, more_raw ("" when all listed)
     files: Table
+    restates: str = ""  # summary.restates_signed_off as a sentence ("" when it restates no sign-off)
+    anomalies: str = ""  # summary.anomalies as a sentence ("" in summaries written before anomalies existed)
 
 
 def page(*, summary: dict[str, Any], drift: pa.Table, ads: list[dict[str, Any]], quarantine: pa.Table,
@@ -136,7 +138,30 @@ def page(*, summary: dict[str, Any], drift: pa.Table, ads: list[dict[str, Any]],
         files=Table(["file", "bytes"], [[f["path"], n(f["bytes"])] for f in
                                         raw_files[:RAW_FILES_SHOWN] + stream_files[:STREAM_FILES_SHOWN]],
                     frozenset({1})),
+        restates=_restates(summary.get("restates_signed_off")), anomalies=_anomalies(summary.get("anomalies")),
     )
+
+
+def _restates(r: dict[str, Any] | None) -> str:
+    if not r:
+        return ""
+    return (f"This version restates version {r['signed_off_version']}, signed off by {r['by']} at {r['at']}: "
+            f"{n(r['ads'])} ads change, net {signed(r['net_clicks_delta'])} clicks, "
+            f"{money(r['net_spend_micros_delta'])} (see billing adjustments).")
+
+
+def _anomalies(a: dict[str, Any] | None) -> str:
+    if not a:
+        return ""
+    if not a["judged"]:
+        return (f"Not judged: {a['reference_days']} reconciled days before this one, "
+                f"{a['rule']['min_days']} needed.")
+    against = f"against {a['reference_days']} reconciled days ({a['reference_from']} to {a['reference_to']})"
+    if not a["anomalous"]:
+        return f"No anomaly {against}."
+    parts = [f"{m} {x['value']:g} (expected {x['low']:g} to {x['high']:g})" for m, x in a["measures"].items()
+             if x["anomalous"]]
+    return f"Anomalous {against}: " + "; ".join(parts) + "."
 
 
 def _causes(dr: dict[str, Any]) -> Table:

@@ -18,11 +18,12 @@ from billing.config import ReconcileConfig
 from billing.day.diff import diff_day
 from billing.day.manifest import build_manifest
 from billing.day.merge import check_day_spend
-from billing.day.outputs import OUTPUT_FILES, build_outputs, write_outputs
+from billing.day.outputs import OUTPUT_FILES, build_outputs, write_json, write_outputs
 from billing.day.publish import Commit, Day
 from billing.day.restatement import previous_per_ad
 from billing.day.tables import TablesResult, publish_current
 from billing.io.inputs import Inputs
+from billing.month.context import fresh_context, previous_context, same_as_current
 from billing.slice.partial import SlicePartial
 
 log = logging.getLogger(__name__)
@@ -45,9 +46,20 @@ def finish(cfg: ReconcileConfig, inputs: Inputs, day: Day, merged: SlicePartial,
     faults.point("after_diff")
     out = build_outputs(cfg, inputs, merged, result)
     folder = work / "out"
-    staged = write_outputs(out, folder, alongside=lambda: report.render_all(
-        folder, summary=out.summary, drift=out.drift, totals=out.totals, quarantine=out.quarantine,
-        conflicts=out.conflicts, inputs=inputs.listing(), code_version=billing.__version__))
+    # summary.restates_signed_off and .anomalies: kept from the current version when nothing else changed
+    context, kept = fresh_context(day, cfg, out.summary, result.totals), previous_context(day, out.summary)
+    out.summary.update(kept if kept is not None else context)
+
+    def render() -> dict[str, Path]:
+        return report.render_all(folder, summary=out.summary, drift=out.drift, totals=out.totals,
+                                 quarantine=out.quarantine, conflicts=out.conflicts, inputs=inputs.listing(),
+                                 code_version=billing.__version__)
+
+    staged = write_outputs(out, folder, alongside=render)
+    if kept is not None and kept != context and not same_as_current(day, staged, OUTPUT_FILES):
+        out.summary.update(context)  # the data changed: a new version, with its own context
+        write_json(out.summary, staged["summary.json"])
+        staged.update(render())
     manifest = build_manifest(cfg, inputs, out.summary, run_id, started, result.totals, previous_per_ad(day))
     commit = day.publish(staged, manifest, compare=OUTPUT_FILES)
     log.info("%s %s in %.1fs: %s", "unchanged" if commit.unchanged else "published", commit.url,
