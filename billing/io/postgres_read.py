@@ -155,7 +155,8 @@ def rows_sha256(rows: pa.Table) -> str:
 
 def read_day(db: StreamDatabase, date: dt.date, *, connect_timeout_s: float | None = None,
              statement_timeout: float | None = None, pause_hook: Callable[[], None] | None = None,
-             attempts: int = DEFAULT_ATTEMPTS, backoff_s: float = DEFAULT_BACKOFF_S) -> StreamRead:
+             attempts: int = DEFAULT_ATTEMPTS, backoff_s: float = DEFAULT_BACKOFF_S,
+             check_only: bool = False) -> StreamRead:
     """The rows of ``db`` whose window_start is in [date 00:00, date+1 00:00) UTC, in one snapshot.
 
     Two statements in one ``REPEATABLE READ READ ONLY`` transaction: (1) snapshot, server version, statement
@@ -164,7 +165,8 @@ def read_day(db: StreamDatabase, date: dt.date, *, connect_timeout_s: float | No
     ``backoff_s``), then it is a :class:`BadInputError` like every other failure here.
 
     ``connect_timeout_s``: None means the URI's ``connect_timeout`` when it has one, else 10 s; a value
-    overrides the URI. ``statement_timeout``: seconds, None keeps the server's setting.
+    overrides the URI. ``statement_timeout``: seconds, None keeps the server's setting. ``check_only``: only
+    statement (1): the server, table and columns are checked (exit 2 when unusable), no row is read.
     """
     conninfo = with_connect_timeout(db.conninfo, connect_timeout_s)
     start = dt.datetime.combine(date, dt.time(), tzinfo=dt.UTC)
@@ -176,7 +178,8 @@ def read_day(db: StreamDatabase, date: dt.date, *, connect_timeout_s: float | No
     t0 = time.perf_counter()
     for attempt in range(1, attempts + 1):
         try:
-            meta, table = _read_once(db, conninfo, meta_sql, meta_params, bounds, pause_hook)
+            meta, table = _read_once(db, conninfo, meta_sql, meta_params, None if check_only else bounds,
+                                     pause_hook)
             break
         except Retryable as e:
             if attempt == attempts:
@@ -191,7 +194,7 @@ def read_day(db: StreamDatabase, date: dt.date, *, connect_timeout_s: float | No
 
 
 def _read_once(db: StreamDatabase, conninfo: str, meta_sql: str, meta_params: tuple[Any, ...],
-               bounds: tuple[dt.datetime, dt.datetime],
+               bounds: tuple[dt.datetime, dt.datetime] | None,
                pause_hook: Callable[[], None] | None) -> tuple[dict[str, Any], pa.Table]:
     import adbc_driver_postgresql.dbapi as pg
 
@@ -206,10 +209,12 @@ def _read_once(db: StreamDatabase, conninfo: str, meta_sql: str, meta_params: tu
             cur.execute(meta_sql, parameters=meta_params)
             meta = cur.fetch_arrow_table().to_pylist()[0]
             columns, kinds = _check_columns(db, meta)
-            if pause_hook is not None:
-                pause_hook()
-            cur.execute(_data_sql(db, columns, kinds), parameters=bounds)
-            table = cur.fetch_arrow_table()
+            table = ROWS_SCHEMA.empty_table()
+            if bounds is not None:
+                if pause_hook is not None:
+                    pause_hook()
+                cur.execute(_data_sql(db, columns, kinds), parameters=bounds)
+                table = cur.fetch_arrow_table()
         conn.rollback()  # read only: nothing to commit
     except BadInputError:
         raise

@@ -24,6 +24,7 @@ from billing.errors import BadInputError, UsageError
 from billing.io.inputs import Inputs
 from billing.io.raw import ClickRange, PartitionFile
 from billing.io.storage import FileInfo, Store, open_store
+from billing.io.stream_source import FileStream
 from billing.run.inputs import open_inputs, planned_inputs
 from billing.run.stages import RunResult, finish
 from billing.slice.partial import PARTIAL_FILES, SlicePartial, empty_partial
@@ -81,7 +82,8 @@ class Plan:
 
 
 def make_plan(cfg: ReconcileConfig, inputs: Inputs, raw_files: list[PartitionFile]) -> Plan:
-    return Plan(cfg, raw_files, inputs.stream_files, slice_ranges(cfg, inputs.sources))
+    stream_files = inputs.stream.files if isinstance(inputs.stream, FileStream) else []
+    return Plan(cfg, raw_files, stream_files, slice_ranges(cfg, inputs.sources))
 
 
 def plan_day(cfg: ReconcileConfig) -> tuple[Plan, str]:
