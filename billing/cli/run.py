@@ -115,12 +115,20 @@ def _print_summary(s: dict[str, Any], url: str, *, unchanged: bool, version: int
 @click.option("--seed", default=1, show_default=True, type=int, help="Random seed: same seed, same lake.")
 @click.option("--layout", type=click.Choice(["hour", "day"]), default="hour", show_default=True,
               help="Arrival partitions dt=/hour= or dt= only.")
-def demo(out_dir: str, date: str, rows: int, seed: int, layout: str) -> None:
+@click.option("--stream-db", metavar="URI", help="Also load the demo's stream into this PostgreSQL table "
+              "(postgresql://host/db?table=SCHEMA.TABLE; replaced if it exists).")
+@click.option("--stream-db-mode", type=click.Choice(["upsert", "insert"]), default="upsert", show_default=True,
+              help="upsert: one row per key (primary key, last write wins); insert: every row, duplicates kept.")
+def demo(out_dir: str, date: str, rows: int, seed: int, layout: str, stream_db: str | None,
+         stream_db_mode: str) -> None:
     """Write a demo lake (raw + stream) with planted faults, and the truth it planted.
+
+    With --stream-db the stream side is loaded into a PostgreSQL sink table too, to reconcile from it.
 
     \b
     Example:
       billing demo --out ./demo --date 2026-11-26 --rows 100000 --seed 1
+      billing demo --out ./demo --date 2026-11-26 --stream-db "postgresql://postgres@localhost/test?table=demo.sink"
     """
     from billing.demo import generate
 
@@ -130,8 +138,20 @@ def demo(out_dir: str, date: str, rows: int, seed: int, layout: str) -> None:
                          f"(remove the folder first)")
     if rows < 1000:
         raise UsageError("--rows must be at least 1000")
+    db = None
+    if stream_db:
+        from billing.io.postgres import StreamDatabase
+
+        db = StreamDatabase.parse(stream_db)  # a bad URI is refused before the lake is written
     truth = generate(Path(out_dir), d, rows=rows, seed=seed, layout=layout)
     click.echo(f"demo lake for {d}: {Path(out_dir) / 'raw'} ({truth.ledger['rows_read']:,} rows in the horizon), "
                f"{Path(out_dir) / 'stream'}, truth in {Path(out_dir) / 'truth'}")
+    if db is not None and stream_db:
+        from billing.io.postgres_load import load_stream_table
+
+        loaded = load_stream_table(stream_db, Path(out_dir) / "stream", d,
+                                   mode="insert" if stream_db_mode == "insert" else "upsert")
+        click.echo(f"stream sink table {loaded.table} at {db.redacted()} ({loaded.mode}): {loaded.rows_in_table:,} "
+                   f"rows of {d} from {loaded.rows_in_files:,} file rows; reconcile it with --stream '{db.redacted()}'")
 
 
