@@ -221,6 +221,18 @@ def test_a_concurrent_writer_during_the_read_does_not_change_what_billing_saw(
     assert summary(version(out, 2))["stream"]["rows_read"] == m_before["rows_read"] + 2
 
 
+def test_killed_inside_the_snapshot_publishes_nothing_and_a_rerun_completes(
+        schema: str, demo_lake: Path, tmp_path: Path) -> None:
+    uri = table_uri(schema, "sink")
+    load_stream_table(uri, demo_lake / "stream", D, mode="insert")
+    out = tmp_path / "out"
+    killed = reconcile(demo_lake, uri, out, env={"BILLING_FAULT_KILL_AT": "mid_stream_read"})
+    assert killed.returncode == -9, killed.stderr
+    assert not any((out / f"dt={DATE}").glob("v=*"))
+    again = reconcile(demo_lake, uri, out)
+    assert again.returncode == 3 and "published as version 1" in again.stdout, again.stderr
+
+
 # --- bad input: exit 2, one line, nothing published, no password ------------------------------------------
 
 def _fails(r: subprocess.CompletedProcess[str], out: Path, needle: str) -> None:
