@@ -50,7 +50,10 @@ def setting(name: str) -> str | None:
 
 def stream_uri() -> str | None:
     """The ``billing_stream_db`` Connection's URI (password included: never logged), else ``billing_stream``."""
-    from airflow.exceptions import AirflowNotFoundException
+    try:  # where Connection.get raises it from (airflow.exceptions before the task SDK had its own)
+        from airflow.sdk.exceptions import AirflowNotFoundException
+    except ImportError:
+        from airflow.exceptions import AirflowNotFoundException  # type: ignore[no-redef]
 
     try:
         conn = Connection.get(STREAM_CONN_ID)
