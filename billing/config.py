@@ -169,10 +169,12 @@ class ReconcileConfig:
         """Inverse of :meth:`as_dict` (plans carry their config this way); local settings take their defaults."""
         d = dict(d)
         d["date"] = parse_date(d["date"])
-        for k in ("lateness", "stream_allowed_lateness", "pg_connect_timeout"):
-            d[k] = parse_duration(d[k])
-        d["pg_statement_timeout"] = parse_duration(d["pg_statement_timeout"], allow_off=True)
-        d["max_id_skew"] = parse_duration(d["max_id_skew"], allow_off=True)
+        for k in ("lateness", "stream_allowed_lateness", "pg_connect_timeout"):  # the last: absent in older plans
+            if k in d:
+                d[k] = parse_duration(d[k])
+        for k in ("max_id_skew", "pg_statement_timeout"):
+            if k in d:
+                d[k] = parse_duration(d[k], allow_off=True)
         return cls(**d)
 
     def as_dict(self) -> dict[str, Any]:
