@@ -17,7 +17,7 @@ MONTH  ?= 2026-11
 MDEMO  ?= demo-month
 MDAYS  ?= 30
 
-.PHONY: setup test test-fast test-airflow lint reconcile demo bench clean browser month
+.PHONY: setup test test-fast test-airflow lint reconcile reconcile-pg demo bench clean browser month
 
 setup: $(STAMP)
 
@@ -88,9 +88,22 @@ month: setup $(MDEMO)/out
 	$(BIN)/billing month --month $(MONTH) --out $(MDEMO)/out
 	@echo "month.html: $(MDEMO)/out/month=$(MONTH)/$$(cat $(MDEMO)/out/month=$(MONTH)/_current.json | $(BIN)/python -c 'import json,sys; print(json.load(sys.stdin)["dir"])')/month.html"
 
+# The same demo day with its stream side in a PostgreSQL sink table (upsert-style; STREAM_DB_MODE=insert keeps
+# the sink's duplicate rows). The password, if any, comes from PGPASSWORD or ~/.pgpass, never from the URI here.
+STREAM_DB      ?= postgresql://postgres@127.0.0.1:5432/test?table=billing_demo.stream_minutes
+STREAM_DB_MODE ?= upsert
+
+reconcile-pg: setup
+	rm -rf $(DEMO)-pg
+	$(BIN)/billing demo --out $(DEMO)-pg --date $(DATE) --rows $(ROWS) --seed $(SEED) \
+	  --stream-db "$(STREAM_DB)" --stream-db-mode $(STREAM_DB_MODE)
+	@$(BIN)/billing reconcile --date $(DATE) --raw $(DEMO)-pg/raw --stream "$(STREAM_DB)" --out $(DEMO)-pg/out; \
+	rc=$$?; if [ $$rc -ne 0 ] && [ $$rc -ne 3 ]; then exit $$rc; fi; \
+	echo "report:  $(DEMO)-pg/out/dt=$(DATE)/$$(cat $(DEMO)-pg/out/dt=$(DATE)/_current.json | $(BIN)/python -c 'import json,sys; print(json.load(sys.stdin)["dir"])')/report.html"
+
 bench: setup
 	$(BIN)/python -m pip install -q -e ".[test,bench]"
 	$(BIN)/python -m benchmarks.run
 
 clean:
-	rm -rf $(DEMO) $(MDEMO) .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(DEMO) $(DEMO)-pg $(MDEMO) .pytest_cache .ruff_cache .mypy_cache

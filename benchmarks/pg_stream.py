@@ -4,7 +4,7 @@
 
 Writes ROWS (ad, minute) aggregates of one day to one Parquet file, loads the same rows into a table of a
 fresh schema (dropped afterwards) and times, best of 3: ``pq.read_table`` of the file, billing's file path
-(``billing.io.stream.read_stream``: footer, structure check, normalisation) and ``billing.io.postgres.read_day``
+(``billing.io.stream.read_stream``: footer, structure check, normalisation) and ``billing.io.postgres_read.read_day``
 (snapshot, type check, bound day filter, normalisation, sort and SHA-256).
 """
 
@@ -24,7 +24,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from billing.io.postgres import StreamDatabase, load_stream_table, read_day
+from billing.io.postgres import StreamDatabase
+from billing.io.postgres_load import load_stream_table
+from billing.io.postgres_read import read_day
 from billing.io.storage import open_store
 from billing.io.stream import discover_stream, inspect_stream, read_stream
 

@@ -14,13 +14,13 @@ from __future__ import annotations
 import datetime as dt
 import math
 import os
-import tomllib
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from billing.anomaly_settings import ANOMALY_PARSE, AnomalySettings
+from billing.config_file import read_toml
 from billing.errors import UsageError
 from billing.values import (
     _bool,
@@ -33,6 +33,7 @@ from billing.values import (
     parse_bytes,
     parse_date,
     parse_duration,
+    redact_uri,
 )
 
 #: Twitter's Snowflake epoch (2010-11-04T01:42:54.657Z), in ms since the Unix epoch.
@@ -61,7 +62,8 @@ class ReconcileConfig(AnomalySettings):
     raw: str
     """Root of the raw click log: a local path or ``s3://bucket/prefix``."""
     stream: str
-    """Root of the stream-side aggregates (``STREAM/dt=D/*.parquet``)."""
+    """Root of the stream-side aggregates (``STREAM/dt=D/*.parquet``), or their sink table:
+    ``postgresql://[user@]host[:port]/dbname?table=SCHEMA.TABLE`` (billing.io.postgres)."""
     out: str
     """Root the day's versions are published under (``OUT/dt=D/v=N``)."""
     lateness: dt.timedelta = dt.timedelta(hours=2)
@@ -88,6 +90,12 @@ class ReconcileConfig(AnomalySettings):
     """DuckDB memory limit in bytes; it spills to a temp directory beyond it."""
     threads: int = 0
     """DuckDB threads; 0 means one per core."""
+    stream_columns: str | None = None
+    """A stream table's column mapping: ``ad_id=COL,window_start=COL,clicks=COL[,spend_micros=COL]``."""
+    pg_connect_timeout: dt.timedelta = dt.timedelta(seconds=10)
+    """How long connecting to a stream table's server may take."""
+    pg_statement_timeout: dt.timedelta | None = None
+    """How long reading a stream table may take (the server's ``statement_timeout``); None keeps the server's."""
     s3_endpoint: str | None = None
     """S3-compatible endpoint URL (else AWS_ENDPOINT_URL, else AWS)."""
     s3_max_attempts: int = S3_MAX_ATTEMPTS
@@ -143,7 +151,10 @@ class ReconcileConfig(AnomalySettings):
         """Settings that change how, not what: recorded, but not part of the content."""
         return {
             "raw": self.raw,
-            "stream": self.stream,
+            "stream": redact_uri(self.stream),
+            "stream_columns": self.stream_columns,
+            "pg_connect_timeout": format_duration(self.pg_connect_timeout),
+            "pg_statement_timeout": format_duration(self.pg_statement_timeout),
             "out": self.out,
             "slices": self.slices,
             "workers": self.workers,
@@ -157,9 +168,12 @@ class ReconcileConfig(AnomalySettings):
         """Inverse of :meth:`as_dict` (plans carry their config this way); local settings take their defaults."""
         d = dict(d)
         d["date"] = parse_date(d["date"])
-        for k in ("lateness", "stream_allowed_lateness"):
-            d[k] = parse_duration(d[k])
-        d["max_id_skew"] = parse_duration(d["max_id_skew"], allow_off=True)
+        for k in ("lateness", "stream_allowed_lateness", "pg_connect_timeout"):  # the last: absent in older plans
+            if k in d:
+                d[k] = parse_duration(d[k])
+        for k in ("max_id_skew", "pg_statement_timeout"):
+            if k in d:
+                d[k] = parse_duration(d[k], allow_off=True)
         return cls(**d)
 
     def as_dict(self) -> dict[str, Any]:
@@ -167,8 +181,8 @@ class ReconcileConfig(AnomalySettings):
         d = asdict(self)
         for k in LOCAL:
             del d[k]
-        d["date"] = self.date.isoformat()
-        for k in ("lateness", "max_id_skew", "stream_allowed_lateness"):
+        d["date"], d["stream"] = self.date.isoformat(), redact_uri(self.stream)  # a plan holds no password
+        for k in ("lateness", "max_id_skew", "stream_allowed_lateness", "pg_connect_timeout", "pg_statement_timeout"):
             d[k] = format_duration(d[k])
         return d
 
@@ -265,33 +279,17 @@ def _from_env(env: Mapping[str, str], name: str) -> Any:
 
 
 def read_config_file(path: Path, other_keys: Collection[str] = ()) -> dict[str, Any]:
-    """The values of a TOML file, keys with ``_`` for ``-``: its ``[billing]`` table if it has one
-    (other tables are not ours), else its top level. A key that is neither a field nor in
-    ``other_keys`` (``-`` or ``_`` alike) is exit 2 naming it."""
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except (OSError, tomllib.TOMLDecodeError) as e:
-        raise UsageError(f"cannot read {path}: {e}") from e
-    table = data.get("billing", data)
-    if not isinstance(table, dict):
-        raise UsageError(f"{path}: 'billing' must be a table")
-    known = {k.replace("-", "_") for k in other_keys}
-    values = {}
-    for key, v in table.items():
-        k = key.replace("-", "_")
-        if k not in _FIELDS and k not in known:
-            where = "[billing]" if "billing" in data else "top level"
-            raise UsageError(f"{path}: unknown key {key!r} ({where}); keys are option names, e.g. lateness")
-        values[k] = v
-    return values
+    """A TOML config file's values (billing.config_file); keys other than fields and ``other_keys``: exit 2."""
+    return read_toml(path, FIELDS | {k.replace("-", "_") for k in other_keys})
 
 
 #: How each field's value is read when it is given (text from the command line or environment,
 #: text or TOML values from a file, or already typed by a caller).
 _PARSE: dict[str, Callable[[Any, str], Any]] = {
     "date": lambda v, _: parse_date(v), **dict.fromkeys(("raw", "stream", "out", "s3_endpoint"), lambda v, _: str(v)),
-    "max_id_skew": lambda v, _: parse_duration(v, allow_off=True), "tolerance_abs": _int, "tolerance_rel": _float,
+    "max_id_skew": lambda v, _: parse_duration(v, allow_off=True), "stream_columns": lambda v, _: str(v),
+    "pg_statement_timeout": lambda v, _: parse_duration(v, allow_off=True), "pg_connect_timeout": _duration,
+    "tolerance_abs": _int, "tolerance_rel": _float,
     **dict.fromkeys(("lateness", "stream_allowed_lateness", "lock_ttl"), _duration), "snowflake_epoch_ms": _int,
     **dict.fromkeys(("allow_empty", "stream_optional", "tables"), _bool), "slices": _count, "threads": _count,
     "workers": lambda v, opt: max(1, _count(v, opt)),  # 0 runs the slices in this process, as 1 does

@@ -18,6 +18,7 @@ PAUSE_ENV = "BILLING_FAULT_PAUSE_AT"
 POINTS = (
     "after_lock",
     "after_read",
+    "mid_stream_read",
     "after_dedup",
     "after_diff",
     "mid_write_totals",

@@ -129,3 +129,14 @@ def _duration(v: Any, opt: str) -> dt.timedelta:
     return parse_duration(v) or dt.timedelta(0)  # None only with allow_off
 
 
+def redact_uri(uri: str) -> str:
+    """A database URI without its password (user:PASSWORD@ and password=/sslpassword= parameters)."""
+    scheme, sep, rest = uri.partition("://")
+    if not sep or scheme.lower() not in ("postgresql", "postgres"):
+        return uri
+    netloc, slash, tail = rest.partition("/")
+    user, at, host = netloc.rpartition("@")
+    netloc = (user.partition(":")[0] + "@" if at else "") + host
+    path, q, query = tail.partition("?")
+    kept = [kv for kv in query.split("&") if kv.partition("=")[0] not in ("password", "sslpassword")]
+    return f"{scheme}://{netloc}{slash}{path}" + (q + "&".join(kept) if q and any(kept) else "")

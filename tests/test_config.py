@@ -288,3 +288,34 @@ def test_toml_booleans_as_numbers_are_read(tmp_path: Path) -> None:
                           'stream_optional = 1\n')
     cfg = ReconcileConfig.load(cli={}, env={}, file=file)
     assert (cfg.allow_empty, cfg.stream_optional) == (False, True)
+
+
+# --- a stream table's settings (issue 13) ------------------------------------------------------------------
+
+@pytest.mark.parametrize(("uri", "shown"), [
+    ("postgresql://bill:pw%40x@db:5432/sinks?table=a.b&sslmode=require&password=pw2",
+     "postgresql://bill@db:5432/sinks?table=a.b&sslmode=require"),
+    ("postgres://db/sinks?password=pw&table=t", "postgres://db/sinks?table=t"),
+    ("postgresql://u:pw@db/d?sslpassword=k", "postgresql://u@db/d"),
+    ("s3://bucket/user:pw@x", "s3://bucket/user:pw@x"),  # not a database URI: untouched
+    ("/data/stream", "/data/stream"),
+])
+def test_redact_uri_drops_every_password(uri: str, shown: str) -> None:
+    assert config.redact_uri(uri) == shown
+
+
+def test_stream_table_settings_layer_and_a_plan_holds_no_password(tmp_path: Path) -> None:
+    base = {"date": "2026-11-26", "raw": "r", "out": "o", "stream": "postgresql://u:Sekr1t@h/d?table=t"}
+    (tmp_path / "c.toml").write_text('stream-columns = "clicks=n"\npg-statement-timeout = "30s"\n')
+    cfg = ReconcileConfig.load(cli=base, env={"BILLING_PG_CONNECT_TIMEOUT": "3s"}, file=tmp_path / "c.toml")
+    assert (cfg.stream_columns, cfg.pg_connect_timeout, cfg.pg_statement_timeout) == (
+        "clicks=n", dt.timedelta(seconds=3), dt.timedelta(seconds=30))
+    env = ReconcileConfig.load(cli={**base, "stream_columns": "ad_id=a"}, env={"BILLING_STREAM_COLUMNS": "clicks=x"})
+    assert (env.stream_columns, env.pg_connect_timeout, env.pg_statement_timeout) == (
+        "ad_id=a", dt.timedelta(seconds=10), None)
+    d = cfg.as_dict()
+    assert "Sekr1t" not in json.dumps(d) and "Sekr1t" not in json.dumps(cfg.run_settings())
+    back = ReconcileConfig.from_dict(d)
+    assert back.stream == "postgresql://u@h/d?table=t" and back.pg_statement_timeout == dt.timedelta(seconds=30)
+    old = {k: v for k, v in d.items() if k not in ("stream_columns", "pg_connect_timeout", "pg_statement_timeout")}
+    assert ReconcileConfig.from_dict(old).pg_connect_timeout == dt.timedelta(seconds=10)  # a plan from before

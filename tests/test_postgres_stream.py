@@ -28,14 +28,9 @@ import pytest
 
 from billing.demo import generate
 from billing.errors import BadInputError
-from billing.io.postgres import (
-    ROWS_SCHEMA,
-    StreamDatabase,
-    _data_sql,
-    load_stream_table,
-    read_day,
-    rows_sha256,
-)
+from billing.io.postgres import ROWS_SCHEMA, StreamDatabase
+from billing.io.postgres_load import load_stream_table
+from billing.io.postgres_read import _data_sql, read_day, rows_sha256
 from billing.io.storage import open_store
 from billing.io.stream import discover_stream, inspect_stream, read_stream
 from tests.lake import D, at, write_stream
@@ -393,7 +388,7 @@ def test_server_closing_mid_read_is_retried_then_exit_2(schema: str, caplog: pyt
     app = f"t13_{uuid.uuid4().hex[:8]}"
     db = StreamDatabase.parse(f"postgresql://postgres:{FAKE_PW}@127.0.0.1/test?table={schema}.sink"
                               f"&application_name={app}")
-    with caplog.at_level(logging.WARNING, logger="billing.io.postgres"), pytest.raises(BadInputError) as e:
+    with caplog.at_level(logging.WARNING, logger="billing.io.postgres_read"), pytest.raises(BadInputError) as e:
         read_day(db, D, pause_hook=_terminator(app, 99), backoff_s=0.05)
     msg = one_line(e)
     assert "the server closed the connection" in msg and "after 3 attempts" in msg

@@ -107,7 +107,12 @@ day_options = _stack(_opt("--date", help="The UTC day D, YYYY-MM-DD."), out_opti
 month_options = _stack(click.option("--month", required=True, help="The month, YYYY-MM (UTC days)."), out_options)
 input_options = _stack(
     _opt("--raw", help="Raw click log root (RAW/dt=D/hour=HH/*.parquet)."),
-    _opt("--stream", help="Stream aggregates root (STREAM/dt=D/*.parquet)."),
+    _opt("--stream", help="Stream aggregates root (STREAM/dt=D/*.parquet), or their sink table: "
+         "postgresql://[user@]host[:port]/dbname?table=SCHEMA.TABLE (password: PGPASSWORD or ~/.pgpass)."),
+    _opt("--stream-columns", metavar="KEY=COLUMN,...", help="A stream table's columns: "
+         "ad_id=COL,window_start=COL,clicks=COL[,spend_micros=COL] (unnamed keys: their own name)."),
+    _opt("--pg-connect-timeout", help="How long connecting to a stream table's server may take."),
+    _opt("--pg-statement-timeout", help="How long reading a stream table may take; 'off' keeps the server's."),
 )
 semantics_options = _stack(
     _opt("--lateness", help="How far into D+1 (by arrival) clicks of D are read."),

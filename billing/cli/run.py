@@ -126,13 +126,21 @@ def _print_summary(s: dict[str, Any], url: str, *, unchanged: bool, version: int
 @click.option("--days", default=1, show_default=True, type=click.IntRange(1, 366),
               help="Consecutive days from --date (more than 1: a simpler lake per day, see README 'Closing a month').")
 @click.option("--spike-day", "spike_days", multiple=True, help="With --days: a day planted with 10x the drift.")
-def demo(out_dir: str, date: str, rows: int, seed: int, layout: str, days: int, spike_days: tuple[str, ...]) -> None:
+@click.option("--stream-db", metavar="URI", help="Also load the demo's stream into this PostgreSQL table "
+              "(postgresql://host/db?table=SCHEMA.TABLE; replaced if it exists).")
+@click.option("--stream-db-mode", type=click.Choice(["upsert", "insert"]), default="upsert", show_default=True,
+              help="upsert: one row per key (primary key, last write wins); insert: every row, duplicates kept.")
+def demo(out_dir: str, date: str, rows: int, seed: int, layout: str, days: int, spike_days: tuple[str, ...],
+         stream_db: str | None, stream_db_mode: str) -> None:
     """Write a demo lake (raw + stream) with planted faults, and the truth it planted.
+
+    With --stream-db the stream side is loaded into a PostgreSQL sink table too, to reconcile from it.
 
     \b
     Example:
       billing demo --out ./demo --date 2026-11-26 --rows 100000 --seed 1
       billing demo --out ./month --date 2026-11-01 --days 30 --rows 4000 --spike-day 2026-11-20
+      billing demo --out ./demo --date 2026-11-26 --stream-db "postgresql://postgres@localhost/test?table=demo.sink"
     """
     from billing.demo import generate
 
@@ -142,7 +150,14 @@ def demo(out_dir: str, date: str, rows: int, seed: int, layout: str, days: int, 
                          f"(remove the folder first)")
     if rows < 1000:
         raise UsageError("--rows must be at least 1000")
+    db = None
+    if stream_db:
+        from billing.io.postgres import StreamDatabase
+
+        db = StreamDatabase.parse(stream_db)  # a bad URI is refused before the lake is written
     if days > 1 or spike_days:
+        if db is not None:
+            raise UsageError("--stream-db loads one day's stream: use it without --days")
         from billing.demo_days import generate_days
 
         written = generate_days(Path(out_dir), d, days, rows=rows, seed=seed,
@@ -154,5 +169,12 @@ def demo(out_dir: str, date: str, rows: int, seed: int, layout: str, days: int, 
     truth = generate(Path(out_dir), d, rows=rows, seed=seed, layout=layout)
     click.echo(f"demo lake for {d}: {Path(out_dir) / 'raw'} ({truth.ledger['rows_read']:,} rows in the horizon), "
                f"{Path(out_dir) / 'stream'}, truth in {Path(out_dir) / 'truth'}")
+    if db is not None and stream_db:
+        from billing.io.postgres_load import load_stream_table
+
+        loaded = load_stream_table(stream_db, Path(out_dir) / "stream", d,
+                                   mode="insert" if stream_db_mode == "insert" else "upsert")
+        click.echo(f"stream sink table {loaded.table} at {db.redacted()} ({loaded.mode}): {loaded.rows_in_table:,} "
+                   f"rows of {d} from {loaded.rows_in_files:,} file rows; reconcile it with --stream '{db.redacted()}'")
 
 

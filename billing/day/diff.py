@@ -24,7 +24,6 @@ from billing.config import ReconcileConfig
 from billing.day.merge import ALL_TIME, Span, day_shared_windows, facts_relation
 from billing.errors import BadInputError
 from billing.io.inputs import Inputs
-from billing.io.stream import read_stream
 from billing.schemas import STREAM_REASONS
 from billing.slice.partial import SlicePartial
 from billing.slice.totals import day_bounds
@@ -49,14 +48,15 @@ class DiffResult:
 
 def diff_day(cfg: ReconcileConfig, inputs: Inputs, merged: SlicePartial, work: Path) -> DiffResult:
     """The merged slices against the stream side, in a DuckDB session of its own."""
-    stream_has_spend = any(s.has_spend for s in inputs.stream_side())
     con = engine.connect(memory_limit=cfg.memory_limit, threads=cfg.threads, temp_dir=str(work))
     try:
         # The stream table is not bound to a name here: diff() lets go of it once DuckDB has loaded it.
-        return diff(con, cfg, facts_relation(con, merged), read_stream(inputs.stream, inputs.stream_side()),
-                    has_cost=inputs.has_cost, stream_has_spend=stream_has_spend, shared=day_shared_windows(merged))
+        result = diff(con, cfg, facts_relation(con, merged), inputs.stream.rows(), has_cost=inputs.has_cost,
+                      stream_has_spend=inputs.stream.has_spend, shared=day_shared_windows(merged))
     finally:
         con.close()
+    result.stream_counts.update(inputs.stream.summary_fields())
+    return result
 
 
 def diff(con: duckdb.DuckDBPyConnection, cfg: ReconcileConfig, facts: duckdb.DuckDBPyRelation | pa.Table,

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 from billing import schemas
 from billing.config import ReconcileConfig
 from billing.day.diff import DiffResult
-from billing.day.quarantine import assemble_quarantine, assemble_stream_quarantine
+from billing.day.quarantine import assemble_quarantine
 from billing.io.inputs import Inputs
 from billing.ledger import check_stream_balance
 from billing.slice.partial import SlicePartial
@@ -68,7 +68,7 @@ def build_outputs(cfg: ReconcileConfig, inputs: Inputs, merged: SlicePartial, re
     schemas.check_output(schemas.Totals, totals, "totals.parquet")
     schemas.check_output(schemas.Drift, drift, "drift.parquet")
     schemas.check_output(schemas.Conflict, conflicts, "conflicts.parquet")
-    stream_q = assemble_stream_quarantine(inputs.stream, inputs.stream_side(), result.stream_quarantine)
+    stream_q = inputs.stream.quarantine(result.stream_quarantine)
     schemas.check_output(schemas.StreamQuarantine, stream_q, "stream_quarantine.parquet")
 
     ledger = merged.ledger
@@ -90,7 +90,7 @@ def build_outputs(cfg: ReconcileConfig, inputs: Inputs, merged: SlicePartial, re
         "drift": drift_block,
         "horizon": {
             "raw_files": len(inputs.sources),
-            "stream_files": len(inputs.stream_files),
+            "stream_files": inputs.stream.file_count,
             "rows_beyond_horizon": inputs.rows_beyond_horizon,
         },
     }

@@ -1,4 +1,5 @@
-"""The inputs of one day, as found: its three stores, its raw files (opened) and its stream files.
+"""The inputs of one day, as found: its raw and output stores, its raw files (opened) and its stream side
+(files or a database table, billing.io.stream_source).
 
 Opening them (discovery, checks, exit 2 on what cannot be used) is billing.run.inputs' job; the
 stages below the run layer only read what this holds.
@@ -10,25 +11,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from billing.io.raw import SourceFile
-from billing.io.storage import FileInfo, Store
-from billing.io.stream import StreamSource, inspect_stream
+from billing.io.storage import Store
+from billing.io.stream_source import StreamSide
 
 
 @dataclass
 class Inputs:
     raw: Store
-    stream: Store
+    stream: StreamSide
     out: Store
     sources: list[SourceFile]
-    stream_files: list[FileInfo]
     rows_beyond_horizon: int
-    stream_sources: list[StreamSource] | None = None
-
-    def stream_side(self) -> list[StreamSource]:
-        """The stream files, opened (checked) and their structure checked once; sorted by path."""
-        if self.stream_sources is None:
-            self.stream_sources = inspect_stream(self.stream, self.stream_files)
-        return self.stream_sources
 
     @property
     def total_rows(self) -> int:
@@ -41,10 +34,11 @@ class Inputs:
         return any("cost_micros" in s.columns for s in self.sources)
 
     def listing(self) -> dict[str, list[dict[str, Any]]]:
-        """Every input file with its size and version (ETag or mtime): for the manifest and the report."""
+        """Every raw file with its size and version (ETag or mtime), and the stream side's entries (its files,
+        or the table read: redacted URI, server version, snapshot, rows read, SHA-256): for the manifest and
+        the report."""
         return {
             "raw": [{"path": self.raw.url(s.path), "bytes": s.info.size, "version": s.info.version_tag,
                      "rows": s.num_rows} for s in self.sources],
-            "stream": [{"path": self.stream.url(f.path), "bytes": f.size, "version": f.version_tag}
-                       for f in self.stream_files],
+            "stream": self.stream.listing(),
         }

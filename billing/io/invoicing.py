@@ -54,15 +54,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from billing.errors import BadInputError
-from billing.io.postgres import (
-    StreamDatabase,
-    connection_failure,
-    display_ident,
-    error_detail,
-    is_connection_failure,
-    quote_ident,
-    with_connect_timeout,
-)
+from billing.io.postgres import StreamDatabase, display_ident, quote_ident
+from billing.io.postgres_errors import connection_failure, error_detail, is_connection_failure, with_connect_timeout
 
 TS = pa.timestamp("us", tz="UTC")
 #: The columns taken from the day's totals, in order, and their types.

@@ -9,14 +9,20 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
+from billing import schemas
+from billing.extras import keep_extras, union_keeping_extras
 from billing.io.parquet import normalise_column, normalise_time, open_parquet, read_error
 from billing.io.raw import data_files
 from billing.io.storage import FileInfo, Store
 from billing.schemas import STREAM_SCHEMA, StreamWindow, check_structure
+
+STREAM_CORE = ("ad_id", "window_start", "clicks", "spend_micros")
+STREAM_HEAD = schemas.arrow_schema(schemas.StreamQuarantine)
 
 
 def discover_stream(store: Store, date: dt.date) -> list[FileInfo]:
@@ -78,3 +84,32 @@ def read_stream(store: Store, sources: list[StreamSource]) -> pa.Table:
     """All stream-side rows, normalised to :data:`STREAM_SCHEMA`; values are judged in DuckDB."""
     tables = [stream_rows(store, src)[0] for src in sources]
     return pa.concat_tables(tables) if tables else STREAM_SCHEMA.empty_table()
+
+
+def by_file(pointers: pa.Table) -> list[tuple[int, list[tuple[int, str]]]]:
+    """Quarantine pointers (file_id, row_no, reason) grouped by file, files and rows in order."""
+    grouped: dict[int, list[tuple[int, str]]] = {}
+    for fid, row, reason in zip(*(pointers.column(c).to_pylist() for c in ("file_id", "row_no", "reason")),
+                                strict=True):
+        grouped.setdefault(fid, []).append((row, reason))
+    return [(fid, sorted(grouped[fid])) for fid in sorted(grouped)]
+
+
+def stream_quarantine(store: Store, sources: list[StreamSource], pointers: pa.Table) -> pa.Table:
+    """The quarantined stream rows: normalised stream columns, reason, source (path relative to STREAM)
+    and row, then every other column of the files. Sorted by (source_file, source_row)."""
+    if pointers.num_rows == 0:
+        return STREAM_HEAD.empty_table()
+    parts = []
+    for fid, rows in by_file(pointers):
+        src = sources[fid]
+        norm, full = stream_rows(store, src, every_column=True)
+        take = pa.array([r for r, _ in rows], pa.int64())
+        norm, full = norm.take(take), full.take(take)
+        cols: dict[str, Any] = {c: norm.column(c) for c in STREAM_CORE}
+        cols["reason"] = pa.array([r for _, r in rows], pa.string())
+        cols["source_file"] = pa.array([src.path] * len(rows), pa.string())
+        cols["source_row"] = take
+        cols.update(keep_extras(full, cols))
+        parts.append(pa.table(cols))
+    return union_keeping_extras(STREAM_HEAD, parts)

@@ -81,7 +81,7 @@ class Page:
     conflict_examples: Table | None
     quarantine: Table
     quarantine_examples: Table | None
-    inputs: dict[str, str]  # raw_files, raw_bytes, stream_files, beyond_horizon, more_raw ("" when all listed)
+    inputs: dict[str, str]  # raw_files, raw_bytes, stream, beyond_horizon, more_raw ("" when all listed)
     files: Table
     restates: str = ""  # summary.restates_signed_off as a sentence ("" when it restates no sign-off)
     anomalies: str = ""  # summary.anomalies as a sentence ("" in summaries written before anomalies existed)
@@ -130,12 +130,13 @@ def page(*, summary: dict[str, Any], drift: pa.Table, ads: list[dict[str, Any]],
         quarantine=Table(["reason", "rows"], [[r, n(c)] for r, c in led["invalid_by_reason"].items()], frozenset({1})),
         quarantine_examples=_quarantine_examples(quarantine) if quarantine.num_rows else None,
         inputs={"raw_files": n(len(raw_files)), "raw_bytes": n(sum(f["bytes"] for f in raw_files)),
-                "stream_files": n(len(stream_files)),
+                "stream": _stream_text(stream_files),
                 "beyond_horizon": n(summary.get("horizon", {}).get("rows_beyond_horizon", 0)),
                 "more_raw": n(len(raw_files) - RAW_FILES_SHOWN) if len(raw_files) > RAW_FILES_SHOWN else ""},
         # No version tags (mtime, ETag): they are run metadata, kept in manifest.json. A touched input with
         # the same bytes must give the same report, so a re-run stays "unchanged".
-        files=Table(["file", "bytes"], [[f["path"], n(f["bytes"])] for f in
+        files=Table(["file", "bytes"], [[f.get("uri", f.get("path")), n(f["bytes"]) if "bytes" in f else
+                                         f"{n(f['rows_read'])} rows, sha256 {f['sha256'][:16]}"] for f in
                                         raw_files[:RAW_FILES_SHOWN] + stream_files[:STREAM_FILES_SHOWN]],
                     frozenset({1})),
         restates=_restates(summary.get("restates_signed_off")), anomalies=_anomalies(summary.get("anomalies")),
@@ -162,6 +163,15 @@ def _anomalies(a: dict[str, Any] | None) -> str:
     parts = [f"{m} {x['value']:g} (expected {x['low']:g} to {x['high']:g})" for m, x in a["measures"].items()
              if x["anomalous"]]
     return f"Anomalous {against}: " + "; ".join(parts) + "."
+
+
+def _stream_text(stream: list[dict[str, Any]]) -> str:
+    """The stream side in the inputs line: its file count, or the table read (no snapshot: it is run metadata,
+    kept in manifest.json, so a re-run over the same rows stays "unchanged")."""
+    tables = [f for f in stream if f.get("source") == "postgresql"]
+    if tables:
+        return ", ".join(f"stream table {t['table']} (PostgreSQL, {n(t['rows_read'])} rows)" for t in tables)
+    return f"{n(len(stream))} stream files"
 
 
 def _causes(dr: dict[str, Any]) -> Table:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from billing.config import LOCK_TTL, S3_MAX_ATTEMPTS, ReconcileConfig
+from billing.config import LOCK_TTL, S3_MAX_ATTEMPTS, ReconcileConfig, redact_uri
 from billing.day.lock import new_run_id
 from billing.day.merge import merge
 from billing.day.publish import Day
@@ -24,6 +24,7 @@ from billing.errors import BadInputError, UsageError
 from billing.io.inputs import Inputs
 from billing.io.raw import ClickRange, PartitionFile
 from billing.io.storage import FileInfo, Store, open_store
+from billing.io.stream_source import FileStream
 from billing.run.inputs import open_inputs, planned_inputs
 from billing.run.stages import RunResult, finish
 from billing.slice.partial import PARTIAL_FILES, SlicePartial, empty_partial
@@ -81,7 +82,8 @@ class Plan:
 
 
 def make_plan(cfg: ReconcileConfig, inputs: Inputs, raw_files: list[PartitionFile]) -> Plan:
-    return Plan(cfg, raw_files, inputs.stream_files, slice_ranges(cfg, inputs.sources))
+    stream_files = inputs.stream.files if isinstance(inputs.stream, FileStream) else []
+    return Plan(cfg, raw_files, stream_files, slice_ranges(cfg, inputs.sources))
 
 
 def plan_day(cfg: ReconcileConfig) -> tuple[Plan, str]:
@@ -96,11 +98,13 @@ def plan_day(cfg: ReconcileConfig) -> tuple[Plan, str]:
 
 
 def load_plan(uri: str, *, s3_endpoint: str | None = None, s3_max_attempts: int = S3_MAX_ATTEMPTS,
-              lock_ttl: dt.timedelta = LOCK_TTL) -> tuple[Plan, Store, str]:
+              lock_ttl: dt.timedelta = LOCK_TTL, stream: str | None = None) -> tuple[Plan, Store, str]:
     """The plan at ``uri`` (…/dt=D/_work/<id>/plan.json), its OUT store and its work prefix there.
 
     The plan carries the day's config but not this process's settings (``config.LOCAL``): its config
-    gets the ones given here (from this process's command line, environment and defaults).
+    gets the ones given here (from this process's command line, environment and defaults). A plan holds a
+    database stream's URI without its password: ``stream`` is that URI with it (e.g. from an Airflow
+    Connection); it must name the plan's source. Without it libpq looks in PGPASSWORD and ~/.pgpass.
     """
     parent, _, name = uri.rstrip("/").rpartition("/")
     store = open_store(parent, endpoint=s3_endpoint, max_attempts=s3_max_attempts)
@@ -109,6 +113,10 @@ def load_plan(uri: str, *, s3_endpoint: str | None = None, s3_max_attempts: int 
         raise BadInputError(f"no plan at {uri}")
     plan = Plan.from_json(json.loads(data))
     plan = replace(plan, cfg=replace(plan.cfg, s3_max_attempts=s3_max_attempts, lock_ttl=lock_ttl))
+    if stream is not None:
+        if redact_uri(stream) != plan.cfg.stream:
+            raise UsageError(f"the stream {redact_uri(stream)} is not the plan's ({plan.cfg.stream})")
+        plan = replace(plan, cfg=replace(plan.cfg, stream=stream))
     out = open_store(plan.cfg.out, endpoint=s3_endpoint or plan.cfg.s3_endpoint, max_attempts=s3_max_attempts)
     return plan, out, Day(out, plan.cfg.date).path(WORK, plan.plan_id)
 
@@ -129,10 +137,12 @@ def run_planned_slice(uri: str, k: int, *, s3_endpoint: str | None = None,
 
 
 def merge_plan(uri: str, *, s3_endpoint: str | None = None, s3_max_attempts: int = S3_MAX_ATTEMPTS,
-               lock_ttl: dt.timedelta = LOCK_TTL) -> RunResult:
-    """Sum every slice's partials, diff against the stream side, publish the day atomically."""
+               lock_ttl: dt.timedelta = LOCK_TTL, stream: str | None = None) -> RunResult:
+    """Sum every slice's partials, diff against the stream side (a database stream is read here, ``stream``
+    as in :func:`load_plan`), publish the day atomically."""
     started = time.monotonic()
-    plan, out, work = load_plan(uri, s3_endpoint=s3_endpoint, s3_max_attempts=s3_max_attempts, lock_ttl=lock_ttl)
+    plan, out, work = load_plan(uri, s3_endpoint=s3_endpoint, s3_max_attempts=s3_max_attempts, lock_ttl=lock_ttl,
+                                stream=stream)
     missing = [k for k in range(len(plan.ranges)) if not out.exists(f"{work}/slice-{k:04d}/ledger.json")]
     if missing:
         raise BadInputError(f"slices {missing} of plan {plan.plan_id} have no results yet: run them first")

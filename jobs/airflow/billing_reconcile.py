@@ -28,6 +28,15 @@ totals after `merge`, replacing the day's rows in one transaction (a retry, or a
 day, changes nothing; an older version than the one exported fails the task instead of rolling back).
 Unset or empty, the task is skipped. Keep the password out of the Variable (Variables are shown in the
 UI): the workers' `PGPASSWORD` or `~/.pgpass` supply it, as for any libpq client.
+
+**Stream side in PostgreSQL.** When the Airflow Connection `billing_stream_db` exists, the stream side is
+its sink table (it wins over the `billing_stream` Variable): a Postgres connection whose extra holds
+`{"table": "SCHEMA.TABLE"}` (and any libpq parameter, e.g. `sslmode`). Its URI, password included, is
+handed to billing in-process by `plan` (which checks the table) and `merge` (which reads it, in one
+snapshot); plan.json and every output hold it without the password. The Variable
+`billing_stream_columns` maps the table's columns (`ad_id=...,window_start=...,clicks=...`). The
+`billing_stream` Variable may be a `postgresql://` URI too, without a password: the workers'
+PGPASSWORD or ~/.pgpass then supplies it.
 """
 
 from __future__ import annotations
@@ -36,21 +45,39 @@ import datetime as dt
 import logging
 from typing import Any
 
-from airflow.sdk import Variable, dag, task
+from airflow.sdk import Connection, Variable, dag, task
 
 #: This DAG's own default (it fans out); "" leaves a setting to the environment and billing's config.
-DEFAULTS = {"billing_slices": "8", "billing_lateness": "", "billing_s3_endpoint": "", "billing_invoicing_uri": ""}
+DEFAULTS = {"billing_slices": "8", "billing_lateness": "", "billing_s3_endpoint": "", "billing_invoicing_uri": "",
+            "billing_stream_columns": "", "billing_stream": ""}
+#: The Airflow Connection of a stream side kept in a PostgreSQL sink table (optional).
+STREAM_CONN_ID = "billing_stream_db"
 
 
 def setting(name: str) -> str | None:
     return Variable.get(name, default=DEFAULTS.get(name))
 
 
+def stream_uri() -> str | None:
+    """The ``billing_stream_db`` Connection's URI (password included: never logged), else ``billing_stream``."""
+    try:  # where Connection.get raises it from (airflow.exceptions before the task SDK had its own)
+        from airflow.sdk.exceptions import AirflowNotFoundException
+    except ImportError:
+        from airflow.exceptions import AirflowNotFoundException  # type: ignore[no-redef]
+
+    try:
+        conn = Connection.get(STREAM_CONN_ID)
+    except AirflowNotFoundException:
+        return setting("billing_stream")
+    return conn.get_uri().replace("postgres://", "postgresql://", 1)
+
+
 def billing_config(day: str) -> Any:
     """The day's config: Variables > the worker's BILLING_* environment > billing's defaults."""
     from billing.config import ReconcileConfig
 
-    return ReconcileConfig.load(cli={"date": day, "raw": setting("billing_raw"), "stream": setting("billing_stream"),
+    return ReconcileConfig.load(cli={"date": day, "raw": setting("billing_raw"), "stream": stream_uri(),
+                                     "stream_columns": setting("billing_stream_columns"),
                                      "out": setting("billing_out"), "lateness": setting("billing_lateness"),
                                      "slices": setting("billing_slices"),
                                      "s3_endpoint": setting("billing_s3_endpoint")})
@@ -112,10 +139,13 @@ def billing_reconcile() -> None:
     @task
     def merge(planned: dict[str, Any]) -> dict[str, Any]:
         from billing.errors import BadInputError
+        from billing.io.stream_source import is_database
         from billing.run.distributed import merge_plan
 
         try:
-            result = merge_plan(planned["plan"], **local_settings("s3_endpoint", "s3_max_attempts", "lock_ttl"))
+            stream = stream_uri()
+            result = merge_plan(planned["plan"], **local_settings("s3_endpoint", "s3_max_attempts", "lock_ttl"),
+                                stream=stream if stream and is_database(stream) else None)
         except BadInputError as e:  # bad input does not get better with retries
             from airflow.exceptions import AirflowFailException
 
