@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import billing
-from billing import faults, report
+from billing import faults, progress, report
 from billing.config import ReconcileConfig
 from billing.day.diff import diff_day
 from billing.day.manifest import build_manifest
@@ -23,6 +23,7 @@ from billing.day.publish import Commit, Day
 from billing.day.restatement import previous_per_ad
 from billing.io.inputs import Inputs
 from billing.slice.partial import SlicePartial
+from billing.slice.setaside import SetAside
 
 log = logging.getLogger(__name__)
 
@@ -35,18 +36,47 @@ class RunResult:
 
 
 def finish(cfg: ReconcileConfig, inputs: Inputs, day: Day, merged: SlicePartial, run_id: str,
-           started: float, work: Path) -> RunResult:
-    """Diff the merged slices against the stream side, stage every output, publish (caller holds the lock)."""
+           started: float, work: Path, scale: dict[str, Any] | None = None) -> RunResult:
+    """Diff the merged slices against the stream side, stage every output, publish (caller holds the lock).
+
+    Each stage reports through billing.progress (a bar on a terminal, a line with its duration in logs).
+    """
     check_day_spend(cfg.date, merged.ledger)  # each slice fits int64; their sum may not
-    result = diff_day(cfg, inputs, merged, work)
+    with progress.stage("diff"):
+        result = diff_day(cfg, inputs, merged, work)
     faults.point("after_diff")
-    out = build_outputs(cfg, inputs, merged, result)
+    with progress.stage("outputs"):
+        out = build_outputs(cfg, inputs, merged, result)
     folder = work / "out"
-    staged = write_outputs(out, folder, alongside=lambda: report.render_all(
-        folder, summary=out.summary, drift=out.drift, totals=out.totals, quarantine=out.quarantine,
-        conflicts=out.conflicts, inputs=inputs.listing(), code_version=billing.__version__))
-    manifest = build_manifest(cfg, inputs, out.summary, run_id, started, result.totals, previous_per_ad(day))
-    commit = day.publish(staged, manifest, compare=OUTPUT_FILES)
+    with progress.stage("write outputs and report"):
+        staged = write_outputs(out, folder, alongside=lambda: report.render_all(
+            folder, summary=out.summary, drift=out.drift, totals=out.totals, quarantine=out.quarantine,
+            conflicts=out.conflicts, inputs=inputs.listing(), code_version=billing.__version__))
+    with progress.stage("publish"):
+        manifest = build_manifest(cfg, inputs, out.summary, run_id, started, result.totals, previous_per_ad(day))
+        if scale is not None:
+            manifest["scale"] = scale
+        commit = day.publish(staged, manifest, compare=OUTPUT_FILES)
     log.info("%s %s in %.1fs: %s", "unchanged" if commit.unchanged else "published", commit.url,
              time.monotonic() - started, out.summary["status"])
     return RunResult(out.summary, commit, out.summary["exit_code"])
+
+
+def scale_of(partials: list[SlicePartial], rows_read: int, set_aside: dict[str, Any] | None) -> dict[str, Any]:
+    """manifest.json's "scale": slices, the workers that ran them, the rows they decoded between them.
+
+    ``decode_amplification`` is that sum over the rows read (the set-aside pass, which decodes the
+    files it lands once more, is counted apart, under ``set_aside``).
+    """
+    decoded = sum(int(p.stats.get("rows_decoded", 0)) for p in partials)
+    workers = {p.stats["worker"] for p in partials if "worker" in p.stats}
+    return {"slices": len(partials), "workers": max(1, len(workers)), "rows_decoded": decoded,
+            "decode_amplification": round(decoded / rows_read, 4) if rows_read else None,
+            "slice_seconds": round(sum(float(p.stats.get("seconds", 0)) for p in partials), 3),
+            "set_aside": set_aside}
+
+
+def aside_stats(aside: SetAside, files: int, rows_decoded: int, rows_written: int) -> dict[str, Any]:
+    """What the set-aside pass did, for manifest.json's "scale"."""
+    return {"mode": aside.mode, "parts": len(aside.parts), "files_read_directly": len(aside.direct),
+            "files": files, "rows_decoded": rows_decoded, "rows_set_aside": rows_written}

@@ -29,10 +29,14 @@ MIN_SLICE_ROWS = 1_000_000
 MAX_SLICE_ROWS = 25_000_000
 
 
+def rows_per_slice(memory_limit: int) -> int:
+    """The most rows a slice (or a part of the set-aside pass) lands under a run memory limit."""
+    return min(MAX_SLICE_ROWS, max(MIN_SLICE_ROWS, int(memory_limit * engine.DUCKDB_SHARE) // BYTES_PER_ROW))
+
+
 def auto_slice_count(total_rows: int, memory_limit: int) -> int:
     """Slices for a day of ``total_rows`` under a run memory limit (DuckDB gets its share of it)."""
-    per_slice = min(MAX_SLICE_ROWS, max(MIN_SLICE_ROWS, int(memory_limit * engine.DUCKDB_SHARE) // BYTES_PER_ROW))
-    return max(1, math.ceil(total_rows / per_slice))
+    return max(1, math.ceil(total_rows / rows_per_slice(memory_limit)))
 
 
 #: How long before its arrival a click is taken to have happened, for planning only: the bulk of a
@@ -107,8 +111,8 @@ def slice_ranges(cfg: ReconcileConfig, sources: list[SourceFile]) -> list[ClickR
     return ranges
 
 
-#: Set the stragglers aside first when the slices would decode at least this many times the day's rows:
-#: the extra pass costs about one more decode of the day.
+#: In one process, set rows aside first (billing.slice.setaside) when the slices would decode at least this
+#: many times the day's rows: the extra pass costs about one more decode of the day.
 STRAGGLERS_FROM_AMPLIFICATION = 4.0
 
 
