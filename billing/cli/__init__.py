@@ -118,6 +118,6 @@ def commands() -> list[str]:
     return sorted(cli.commands)
 
 
-# The commands register themselves on ``cli``: a day's run (reconcile, plan, run-slice, merge, demo), and
+# The commands register themselves on ``cli``: a day's run (reconcile, plan, set-aside, run-slice, merge, demo), and
 # its versions (show, report, history, diff-versions).
 from billing.cli import run, versions  # noqa: E402,F401  (imported for their @cli.command registrations)
