@@ -122,5 +122,34 @@ def rows_decoded(sources: list[SourceFile], ranges: list[ClickRange]) -> int:
     Divided by the day's rows this is the plan's read amplification; late copies stretch row
     groups' click_id ranges, so it grows as slices narrow.
     """
-    return sum(cnt for rng in ranges for src in sources for mn, mx, cnt, nulls in src.row_group_click_ranges
-               if rng.overlaps(mn, mx, nulls))
+    return sum(cnt * n for src in sources
+               for (_, _, cnt, _), n in zip(src.row_group_click_ranges, slices_reading(src, ranges), strict=True))
+
+
+def slices_reading(src: SourceFile, ranges: list[ClickRange],
+                   arrival_us: tuple[np.ndarray, np.ndarray] | None = None) -> list[int]:
+    """For each row group of ``src``, how many of ``ranges`` (ascending, adjacent) read it.
+
+    A range reads a row group its click_id statistics overlap (:meth:`ClickRange.overlaps`) and,
+    given ``arrival_us`` (each range's lowest and highest arrival time in µs, both ascending), whose
+    ingest_time statistics overlap those. The ranges it overlaps are consecutive: found by bisection.
+    """
+    n = len(ranges)
+    bounds = np.array([r.lo for r in ranges[1:]], dtype=np.int64)
+    ingest = src.row_group_ingest_ms or [None] * len(src.row_group_click_ranges)
+    counts = []
+    for (mn, mx, _, nulls), arrival in zip(src.row_group_click_ranges, ingest, strict=True):
+        a_lo, a_hi = 0, n - 1
+        if arrival_us is not None and arrival is not None:
+            a_lo = int(np.searchsorted(arrival_us[1], arrival[0] * 1000, side="left"))
+            a_hi = int(np.searchsorted(arrival_us[0], arrival[1] * 1000 + 999, side="right")) - 1
+        if mn is None or mx is None:
+            k_lo, k_hi = 0, n - 1
+        else:
+            k_lo = int(np.searchsorted(bounds, mn, side="right"))
+            k_hi = int(np.searchsorted(bounds, mx, side="right"))
+        count = max(0, min(k_hi, a_hi) - max(k_lo, a_lo) + 1)
+        if nulls and k_lo > 0 and a_lo == 0:  # null ids are in the first range
+            count += 1
+        counts.append(count)
+    return counts

@@ -22,6 +22,8 @@ import dataclasses
 import logging
 from pathlib import Path
 
+import numpy as np
+
 from billing import engine, sql
 from billing.config import SNOWFLAKE_TIME_SHIFT, ReconcileConfig
 from billing.io.raw import ClickRange, SourceFile
@@ -78,6 +80,12 @@ def file_decode(src: SourceFile, rng: ClickRange, mode: str, epoch_ms: int) -> i
     return n
 
 
+def arrival_bounds(ranges: list[ClickRange], epoch_ms: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each range's arrival bounds (µs, as :func:`_arrival_bounds_us`), as two ascending arrays."""
+    both = [_arrival_bounds_us(r, epoch_ms) for r in ranges]
+    return np.array([b[0] for b in both], dtype=np.int64), np.array([b[1] for b in both], dtype=np.int64)
+
+
 def plan_set_aside(cfg: ReconcileConfig, store: Store, sources: list[SourceFile], ranges: list[ClickRange],
                    from_amplification: float) -> SetAside | None:
     """The layout, or None when the slices reading the lake directly decode at most ``from_amplification``×."""
@@ -87,9 +95,10 @@ def plan_set_aside(cfg: ReconcileConfig, store: Store, sources: list[SourceFile]
     if slice_plan.rows_decoded(sources, ranges) <= from_amplification * total:
         return None
     mode = "core" if land.stragglers_apply(store, sources) else "all"
-    direct = frozenset(s.file_id for s in sources
-                       if sum(file_decode(s, r, mode, cfg.snowflake_epoch_ms) for r in ranges)
-                       <= FILE_DECODE_LIMIT * s.num_rows)
+    arrival = arrival_bounds(ranges, cfg.snowflake_epoch_ms) if mode == "core" else None
+    direct = frozenset(s.file_id for s in sources if FILE_DECODE_LIMIT * s.num_rows >= sum(
+        cnt * n for (_, _, cnt, _), n in zip(s.row_group_click_ranges, slice_plan.slices_reading(s, ranges, arrival),
+                                             strict=True)))
     landed = [s for s in sources if mode == "core" or s.file_id not in direct]
     budget = slice_plan.rows_per_slice(cfg.memory_limit)
     parts: list[list[int]] = []
