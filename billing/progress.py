@@ -79,7 +79,7 @@ def _rate(t: Tracker) -> str:
 
 
 def _heartbeat(t: Tracker, stop: threading.Event) -> None:
-    while not stop.wait(1.0):
+    while not stop.wait(min(1.0, HEARTBEAT_SECONDS / 4)):
         if time.monotonic() - t.last_said >= HEARTBEAT_SECONDS:
             of = f" of {t.total:,}" if t.total else ""
             done = f", {t.done:,}{of} {t.unit} done" if t.done else ""

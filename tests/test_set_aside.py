@@ -134,3 +134,22 @@ def test_a_day_that_slices_cheaply_sets_nothing_aside(demo_lake: Path, tmp_path:
     assert m.exit_code == 3, m.output
     sc = scale(tmp_path / "out" / f"dt={DEMO_DATE}" / "v=1")
     assert sc["set_aside"] is None and sc["slices"] == 1 and 1.0 <= sc["decode_amplification"] <= 1.2
+
+
+@pytest.mark.parametrize("shape", ["arrival-order", "disorder"])
+def test_slices_reading_agrees_with_each_range_on_its_own(demo_factory, tmp_path: Path, shape: str) -> None:
+    """The plan's bisection over ranges counts exactly what each slice's own statistics check reads."""
+    from billing.run.inputs import open_inputs
+    from billing.slice import setaside
+
+    lake = demo_factory(9) if shape == "arrival-order" else disordered(demo_factory(9), tmp_path / "lake")
+    cfg = ReconcileConfig(date=DEMO_DATE, raw=str(lake / "raw"), stream=str(lake / "stream"), out=str(tmp_path / "o"))
+    inputs, _ = open_inputs(cfg)
+    for n in (2, 7, 40):
+        ranges = slice_plan.plan_ranges(inputs.sources, n, cfg.snowflake_epoch_ms)
+        arrival = setaside.arrival_bounds(ranges, cfg.snowflake_epoch_ms)
+        for src in inputs.sources:
+            for mode, bounds in (("all", None), ("core", arrival)):
+                fast = slice_plan.slices_reading(src, ranges, bounds)
+                assert sum(c * k for (_, _, c, _), k in zip(src.row_group_click_ranges, fast, strict=True)) == sum(
+                    setaside.file_decode(src, r, mode, cfg.snowflake_epoch_ms) for r in ranges), (n, src.path, mode)

@@ -8,8 +8,8 @@ the slices, one pass (split into parts by file, each part anywhere) lands:
 - from files the slices read **directly**, only their stragglers (``core`` mode: local files that
   DuckDB reads and that have ``ingest_time``; the slices read the rest of them with arrival-time
   bounds that DuckDB prunes row groups by), or nothing (``all`` mode: the slices read whole ranges);
-- every row of the other files, the **shuffled** ones: those whose row groups would be decoded by
-  more than :data:`FILE_DECODE_LIMIT` slices' worth of their rows.
+- every row of the other files, the **shuffled** ones: those whose row groups the most slices would
+  decode, as few as keep the direct reads within :data:`DECODE_BUDGET` times the day's rows.
 
 It writes them partitioned by slice (``part-PPPP/k=K/*.parquet``); slice K reads its folders only.
 Which files are direct, and the parts, follow from the plan's Parquet statistics alone, so every
@@ -33,8 +33,9 @@ from billing.slice import plan as slice_plan
 
 log = logging.getLogger(__name__)
 
-#: A file is read directly by the slices when they would decode it at most this many times between them.
-FILE_DECODE_LIMIT = 1.1
+#: The slices' direct reads may decode this many times the day's rows between them: the files whose row
+#: groups would be decoded most often are shuffled until the rest fit (their stragglers, read twice, on top).
+DECODE_BUDGET = 1.1
 #: Set rows aside when the slices would otherwise decode more than this many times the day's rows:
 #: for a day spread over machines (each decode is bytes fetched from object storage) …
 DISTRIBUTED_FROM_AMPLIFICATION = 1.2
@@ -96,9 +97,18 @@ def plan_set_aside(cfg: ReconcileConfig, store: Store, sources: list[SourceFile]
         return None
     mode = "core" if land.stragglers_apply(store, sources) else "all"
     arrival = arrival_bounds(ranges, cfg.snowflake_epoch_ms) if mode == "core" else None
-    direct = frozenset(s.file_id for s in sources if FILE_DECODE_LIMIT * s.num_rows >= sum(
-        cnt * n for (_, _, cnt, _), n in zip(s.row_group_click_ranges, slice_plan.slices_reading(s, ranges, arrival),
-                                             strict=True)))
+    extra = {s.file_id: sum(cnt * n for (_, _, cnt, _), n in zip(
+        s.row_group_click_ranges, slice_plan.slices_reading(s, ranges, arrival), strict=True)) - s.num_rows
+        for s in sources}
+    # Shuffle the files that waste the most decoding per row until the rest stays within budget.
+    over = sum(extra.values()) - (DECODE_BUDGET - 1) * total
+    shuffled = set()
+    for s in sorted(sources, key=lambda s: (-extra[s.file_id] / max(s.num_rows, 1), s.file_id)):
+        if over <= 0 or extra[s.file_id] <= 0:
+            break
+        shuffled.add(s.file_id)
+        over -= extra[s.file_id]
+    direct = frozenset(s.file_id for s in sources if s.file_id not in shuffled)
     landed = [s for s in sources if mode == "core" or s.file_id not in direct]
     budget = slice_plan.rows_per_slice(cfg.memory_limit)
     parts: list[list[int]] = []
