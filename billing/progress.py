@@ -90,8 +90,14 @@ def _heartbeat(t: Tracker, stop: threading.Event) -> None:
 
 def _new_bar() -> Any:
     from rich.console import Console
-    from rich.progress import (BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(),
                     TextColumn("{task.fields[count]}"), TextColumn("{task.fields[rate]}"),

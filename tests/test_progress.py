@@ -79,10 +79,10 @@ def test_a_long_stage_is_never_silent_in_a_log(monkeypatch: pytest.MonkeyPatch,
                                                caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setattr(progress, "_mode", "lines")
     monkeypatch.setattr(progress, "HEARTBEAT_SECONDS", 0.4)
-    with caplog.at_level(logging.INFO, logger="billing.progress"):
-        with progress.stage("diff", total=100, unit="windows") as t:
-            t.advance(40)
-            time.sleep(1.1)
+    with caplog.at_level(logging.INFO, logger="billing.progress"), progress.stage("diff", total=100,
+                                                                                   unit="windows") as t:
+        t.advance(40)
+        time.sleep(1.1)
     beats = [r.getMessage() for r in caplog.records if "running for" in r.getMessage()]
     assert len(beats) >= 2 and beats[0].startswith("diff: running for ") and "40 of 100 windows done" in beats[0]
     assert caplog.records[-1].getMessage().startswith("diff done in 1.")

@@ -101,7 +101,7 @@ def cli(ctx: click.Context, debug: bool, quiet: bool) -> None:
     progress.configure(quiet=quiet)
 
 
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg,unused-ignore]
     """Writes to whatever sys.stderr is at the time: a live progress bar redirects it to print above itself."""
 
     def emit(self, record: logging.LogRecord) -> None:

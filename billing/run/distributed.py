@@ -228,18 +228,26 @@ def merge_plan(uri: str, *, s3_endpoint: str | None = None, s3_max_attempts: int
     run_id = new_run_id()
     day = Day(out, plan.cfg.date)
     with day.lock(run_id, plan.cfg.lock_ttl), tempfile.TemporaryDirectory(prefix="billing-merge-") as tmp:
-        partials = []
-        for k in range(len(plan.ranges)):
-            folder = Path(tmp) / f"slice-{k:04d}"
-            folder.mkdir()
-            for name in PARTIAL_FILES:
-                data = out.read_bytes(f"{work}/slice-{k:04d}/{name}")
-                if data is not None:
-                    (folder / name).write_bytes(data)
-            partials.append(SlicePartial.load(folder))
-        merged = merge(partials) if partials else empty_partial()
+        with progress.stage("merge", total=len(plan.ranges), unit="slices") as bar:
+            merged, partials = _load_and_merge(plan, out, work, Path(tmp), bar)
         stats = None if aside is None else aside_stats(
             aside, len(inputs.sources), sum(m["rows_decoded"] for m in markers),
             sum(m["rows_set_aside"] for m in markers))
         return finish(plan.cfg, inputs, day, merged, run_id, started, Path(tmp),
                       scale_of(partials, merged.ledger.rows_read, stats))
+
+
+def _load_and_merge(plan: Plan, out: Store, work: str, tmp: Path,
+                    bar: progress.Tracker) -> tuple[SlicePartial, list[SlicePartial]]:
+    """Every slice's partial results, fetched into ``tmp``; their sum, and the partials."""
+    partials = []
+    for k in range(len(plan.ranges)):
+        folder = tmp / f"slice-{k:04d}"
+        folder.mkdir()
+        for name in PARTIAL_FILES:
+            data = out.read_bytes(f"{work}/slice-{k:04d}/{name}")
+            if data is not None:
+                (folder / name).write_bytes(data)
+        partials.append(SlicePartial.load(folder))
+        bar.advance(1)
+    return (merge(partials) if partials else empty_partial()), partials

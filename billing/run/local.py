@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from typing import Any
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow.parquet as pq
@@ -77,7 +77,8 @@ def dedup_day(cfg: ReconcileConfig, inputs: Inputs, ranges: list[ClickRange],
                     _slice_done(bar, i, len(ranges), partial)
                     saved.append(writer.submit(partial.save, work / f"slice-{i:04d}"))
                 partials = [s.result() for s in saved]
-    merged = merge(partials)
+    with progress.stage("merge"):
+        merged = merge(partials)
     return merged, scale_of(partials, merged.ledger.rows_read, aside_stats)
 
 
