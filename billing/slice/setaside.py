@@ -143,8 +143,11 @@ def set_aside_part(cfg: ReconcileConfig, store: Store, sources: list[SourceFile]
                 land.land_native(con, store, group, ClickRange(), cfg, part="stragglers")
             else:
                 land.land_clicks(con, store, group, ClickRange(), cfg)
-            con.execute("CREATE TEMP TABLE aside AS FROM clicks" if first else "INSERT INTO aside FROM clicks")
-            con.execute("DROP TABLE clicks")
+            if first:  # no copy of the first group's rows
+                con.execute("ALTER TABLE clicks RENAME TO aside")
+            else:
+                con.execute("INSERT INTO aside FROM clicks")
+                con.execute("DROP TABLE clicks")
             first = False
         folder.parent.mkdir(parents=True, exist_ok=True)
         sql.run(con, "set_aside_out", bounds=[r.lo for r in ranges[1:]], folder=str(folder))
