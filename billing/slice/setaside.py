@@ -133,22 +133,22 @@ def set_aside_part(cfg: ReconcileConfig, store: Store, sources: list[SourceFile]
     mine = [by_id[i] for i in aside.parts[p]]
     con = engine.connect(memory_limit=cfg.memory_limit, threads=cfg.threads, temp_dir=temp_dir)
     try:
-        first = True
+        landed = False
         for group, part in (([s for s in mine if s.file_id in aside.direct], "stragglers"),
                             ([s for s in mine if s.file_id not in aside.direct], "all")):
             if not group:
                 continue
+            if landed:  # the stragglers (few) wait aside while the shuffled files are landed, then join them
+                con.execute("ALTER TABLE clicks RENAME TO landed_before")
             if part == "stragglers":
                 assert land.stragglers_apply(store, sources)
                 land.land_native(con, store, group, ClickRange(), cfg, part="stragglers")
             else:
                 land.land_clicks(con, store, group, ClickRange(), cfg)
-            if first:  # no copy of the first group's rows
-                con.execute("ALTER TABLE clicks RENAME TO aside")
-            else:
-                con.execute("INSERT INTO aside FROM clicks")
-                con.execute("DROP TABLE clicks")
-            first = False
+            if landed:
+                con.execute("INSERT INTO clicks FROM landed_before")
+                con.execute("DROP TABLE landed_before")
+            landed = True
         folder.parent.mkdir(parents=True, exist_ok=True)
         sql.run(con, "set_aside_out", bounds=[r.lo for r in ranges[1:]], folder=str(folder))
     finally:
