@@ -4,7 +4,7 @@
 
 For demo seeds 1, 2 and 3 it reconciles the day through the CLI (a subprocess, so any code layout
 works): in one process, with ``--slices 5``, with ``--workers 2 --slices 3``, and through
-plan / run-slice / merge; it records the SHA-256 of every file of the committed version except
+plan / set-aside / run-slice / merge; it records the SHA-256 of every file of the committed version except
 manifest.json (which holds run metadata: time, host, run id) and each run's exit code.
 
 The lakes are made in one fixed folder (``DIGEST_DIR``, default /tmp/billing-digest, emptied first)
@@ -59,6 +59,9 @@ def main(target: str) -> None:
         r = billing("plan", *common, "--out", str(out), "--slices", "4")
         assert r.returncode == 0, r.stderr
         plan = r.stdout.strip()
+        if billing("set-aside", "--help").returncode == 0:  # rows set aside by slice first, where the code has it
+            s = billing("set-aside", "--plan", plan)
+            assert s.returncode == 0, s.stderr
         for k in range(4):
             s = billing("run-slice", "--plan", plan, "--slice", str(k))
             assert s.returncode == 0, s.stderr

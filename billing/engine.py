@@ -22,6 +22,8 @@ def connect(*, memory_limit: int, threads: int = 0, temp_dir: str | None = None)
     """A DuckDB session for a run whose whole process may use ``memory_limit`` bytes."""
     con = duckdb.connect(":memory:")
     con.execute("SET TimeZone = 'UTC'")
+    # Progress is ours (billing.progress): DuckDB's own bar would reach logs and terminals as noise.
+    con.execute("SET enable_progress_bar = false")
     con.execute(f"SET memory_limit = '{int(memory_limit * DUCKDB_SHARE)}B'")
     # Results are sorted explicitly where order matters; letting DuckDB stream
     # unordered keeps big aggregations inside the memory limit.

@@ -237,7 +237,7 @@ def test_a_plan_carries_no_local_settings_and_gets_the_loaders(tmp_path: Path) -
     cfg = ReconcileConfig.load(cli={"date": "2026-11-26", "raw": str(tmp_path / "raw"),
                                     "stream": str(tmp_path / "stream"), "out": str(tmp_path / "out")},
                                env={"BILLING_S3_MAX_ATTEMPTS": "2", "BILLING_LOCK_TTL": "1s"})
-    plan, uri = plan_day(cfg)
+    plan, uri, _ = plan_day(cfg)
     assert not set(LOCAL) & set(json.loads(Path(uri).read_text())["config"])
     loaded, _, _ = load_plan(uri, s3_max_attempts=5, lock_ttl=dt.timedelta(minutes=7))
     assert (loaded.cfg.s3_max_attempts, loaded.cfg.lock_ttl, loaded.plan_id) == (5, dt.timedelta(minutes=7),

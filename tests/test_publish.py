@@ -201,6 +201,7 @@ def test_no_command_changes_a_committed_version(tmp_path: Path, monkeypatch: pyt
     assert assert_every_version_matches_its_manifest(tmp_path / "out") == 2
     plan_uri = run(["plan", "--date", DATE, "--raw", raw, "--stream", stream, "--out", out, "--slices", "2"]).strip()
     assert assert_every_version_matches_its_manifest(tmp_path / "out") == 2
+    run(["set-aside", "--plan", plan_uri])
     for k in range(2):
         run(["run-slice", "--plan", plan_uri, "--slice", str(k)])
         assert assert_every_version_matches_its_manifest(tmp_path / "out") == 2

@@ -48,6 +48,7 @@ def run_path(tmp: Path, how: str, monkeypatch: pytest.MonkeyPatch, raw: str | No
             plan = runner.invoke(cli, ["-q", "plan", *args, "--slices", "2"])
             assert plan.exit_code == 0, plan.output
             uri = plan.stdout.strip()
+            assert runner.invoke(cli, ["-q", "set-aside", "--plan", uri]).exit_code == 0
             for k in reversed(range(len(json.loads(Path(uri).read_text())["slices"]))):
                 r = runner.invoke(cli, ["-q", "run-slice", "--plan", uri, "--slice", str(k)])
                 assert r.exit_code == 0, r.output

@@ -1,4 +1,4 @@
-"""plan → run-slice × N → merge gives exactly the single-process result; retries are idempotent."""
+"""plan → set-aside → run-slice × N → merge gives exactly the single-process result; retries are idempotent."""
 
 from __future__ import annotations
 
@@ -37,6 +37,8 @@ def test_plan_run_slices_merge_equals_one_process(demo_lake: Path, tmp_path: Pat
     assert again.stdout.strip() == plan_uri  # deterministic plan id
     early = runner.invoke(cli, ["merge", "--plan", plan_uri])
     assert early.exit_code == 2 and "have no results yet" in early.stderr
+    aside = runner.invoke(cli, ["-q", "set-aside", "--plan", plan_uri])  # 4 slices of the demo day: some rows
+    assert aside.exit_code == 0 and int(aside.stdout) >= 1, aside.output
     for k in (3, 0, 2, 1, 2):  # any order; slice 2 retried
         s = runner.invoke(cli, ["-q", "run-slice", "--plan", plan_uri, "--slice", str(k)])
         assert s.exit_code == 0, s.output

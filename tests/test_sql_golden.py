@@ -617,3 +617,14 @@ def test_arrived_late_is_exact_to_the_ns(con) -> None:
                                    (110, 999, 100, 999), (109, 999, 100, 0), (-90, 5, -100, 4), (-90, 4, -100, 5)]:
         exact = (i_us * 1000 + i_ns) - (e_us * 1000 + e_ns) > 10 * 1000  # reckoned in whole ns
         assert late(i_us, i_ns, e_us, e_ns) is exact, (i_us, i_ns, e_us, e_ns)
+
+
+def test_set_aside_out_partitions_rows_by_slice(con, tmp_path: Path) -> None:
+    """Slice k holds [bounds[k-1], bounds[k]); slice 0 also null and non-positive ids (sql/slice/set_aside_out.sql)."""
+    con.execute("CREATE TEMP TABLE clicks AS SELECT * FROM (VALUES (NULL::BIGINT, 'n'), (-3, 'neg'), (0, 'zero'), "
+                "(9, 'a'), (10, 'b'), (19, 'c'), (20, 'd'), (99, 'e')) t(click_id, tag)")
+    sql.run(con, "set_aside_out", bounds=[10, 20], folder=str(tmp_path / "out"))
+    got = {int(d.name[2:]): sorted(r["tag"] for r in pq.read_table(next(d.glob("*.parquet"))).to_pylist())
+           for d in (tmp_path / "out").iterdir()}
+    assert got == {0: ["a", "n", "neg", "zero"], 1: ["b", "c"], 2: ["d", "e"]}
+    assert pq.read_schema(next((tmp_path / "out" / "k=1").glob("*.parquet"))).names == ["click_id", "tag"]

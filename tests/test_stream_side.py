@@ -288,6 +288,7 @@ def test_bad_stream_rows_through_plan_run_slice_merge_equal_reconcile(tmp_path: 
     r = CliRunner().invoke(cli, ["plan", *common, "--slices", "2"])
     assert r.exit_code == 0, r.output
     plan_uri = r.stdout.strip().splitlines()[-1]
+    assert CliRunner().invoke(cli, ["set-aside", "--plan", plan_uri]).exit_code == 0
     for k in range(2):
         assert CliRunner().invoke(cli, ["run-slice", "--plan", plan_uri, "--slice", str(k)]).exit_code == 0
     r = CliRunner().invoke(cli, ["merge", "--plan", plan_uri])

@@ -45,8 +45,8 @@ print(sorted(m for m in sys.modules if m.startswith("billing")))
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ.copy())
     assert r.returncode == 0, r.stderr[-3000:]
     tasks, billing_modules = r.stdout.strip().splitlines()[-2:]
-    assert eval(tasks) == ["alert_drift", "billable", "check_drift", "export_invoicing", "merge", "plan", "run_slice",
-                           "slices_of", "wait_for_raw_horizon"]
+    assert eval(tasks) == ["alert_drift", "billable", "check_drift", "export_invoicing", "merge", "parts_of", "plan",
+                           "run_slice", "set_aside", "slices_of", "wait_for_raw_horizon"]
     assert eval(billing_modules) == []  # the DAG file does no work at parse time
 
 
@@ -76,6 +76,7 @@ def test_dag_test_runs_a_demo_day_like_the_cli(airflow_home: Path, tmp_path: Pat
     assert states["merge"] == "success" and states["alert_drift"] == "success" and states["billable"] == "skipped"
     assert states["export_invoicing"] == "skipped"  # off by default (no billing_invoicing_uri)
     assert sum(1 for ti in run.get_task_instances() if ti.task_id == "run_slice") == 3
+    assert [ti.state for ti in run.get_task_instances() if ti.task_id == "set_aside"] == ["success"]
 
     cli = subprocess.run([sys.executable, "-m", "billing", "-q", "reconcile", "--date", DAY.isoformat(), "--raw",
                           str(raw), "--stream", str(lake / "stream"), "--out", str(tmp_path / "cli-out")],

@@ -17,6 +17,7 @@ from typing import Any
 
 import click
 
+from billing import progress
 from billing.errors import BillingError
 
 log = logging.getLogger("billing")
@@ -96,11 +97,21 @@ def cli(ctx: click.Context, debug: bool, quiet: bool) -> None:
     # Where logs go is set once, by main(); here only how much (in-process callers, e.g. tests with
     # CliRunner, keep their own handlers: the records propagate to them).
     logging.getLogger("billing").setLevel(logging.WARNING if quiet else logging.INFO)
+    # Progress: a live bar when stderr is a terminal, one plain log line per slice and stage otherwise.
+    progress.configure(quiet=quiet)
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg,unused-ignore]
+    """Writes to whatever sys.stderr is at the time: a live progress bar redirects it to print above itself."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
 
 
 def configure_logging() -> None:
     """Progress and logs to stderr, once per process (results go to stdout)."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s billing %(levelname)s %(message)s", "%H:%M:%S"))
     root = logging.getLogger("billing")
     root.handlers[:] = [handler]
@@ -118,7 +129,7 @@ def commands() -> list[str]:
     return sorted(cli.commands)
 
 
-# The commands register themselves on ``cli``: a day's run (reconcile, plan, run-slice, merge, demo), its
-# versions (show, report, history, diff-versions), its readers (publish-tables, export, current-paths), and the
-# month (sign-off, adjustments, month).
+# The commands register themselves on ``cli``: a day's run (reconcile, plan, set-aside, run-slice, merge, demo),
+# its versions (show, report, history, diff-versions), its readers (publish-tables, export, current-paths), and
+# the month (sign-off, adjustments, month).
 from billing.cli import month, run, tables, versions  # noqa: E402,F401  (imported for their @cli.command registrations)

@@ -1,4 +1,4 @@
-"""Commands that run a day: reconcile (one process), plan / run-slice / merge (anywhere), and the demo lake."""
+"""Commands that run a day: reconcile (one process), plan / set-aside / run-slice / merge (anywhere), the demo lake."""
 
 from __future__ import annotations
 
@@ -41,7 +41,8 @@ def plan(**kw: Any) -> None:
     """Split day D into click-id slices of similar row counts (from Parquet statistics, no scan).
 
     Writes OUT/dt=D/_work/<plan id>/plan.json and prints its URI. The id is a hash of the
-    inputs and settings: planning the same day again gives the same plan.
+    inputs and settings: planning the same day again gives the same plan. Then run
+    set-aside (its parts anywhere), run-slice for every slice, and merge.
 
     \b
     Example:
@@ -49,8 +50,29 @@ def plan(**kw: Any) -> None:
     """
     from billing.run.distributed import plan_day
 
-    _, uri = plan_day(_load(kw))
+    _, uri, _ = plan_day(_load(kw))
     click.echo(uri)
+
+
+@cli.command("set-aside")
+@click.option("--plan", "plan_uri", required=True, envvar="BILLING_PLAN", help="URI of plan.json.")
+@click.option("--part", "part", type=int, default=None,
+              help="Which part, 0-based (default: every part, in turn). The plan's log says how many.")
+@_opt("--s3-endpoint", help="S3-compatible endpoint URL (default: the plan's, or AWS_ENDPOINT_URL).")
+def set_aside(plan_uri: str, part: int | None, **kw: Any) -> None:
+    """Set a plan's rows aside by slice, so that its slices decode each raw row about once.
+
+    Writes OUT/dt=D/_work/<plan id>/set-aside/ (a retried part rewrites its own files); prints
+    how many parts ran (0 when the plan's slices read the lake directly at little cost).
+    Run it after plan and before run-slice.
+
+    \b
+    Example:
+      billing set-aside --plan s3://lake/billing/dt=2026-11-26/_work/0123abcd/plan.json --part 0
+    """
+    from billing.run.distributed import set_aside_planned
+
+    click.echo(set_aside_planned(plan_uri, part, **_settings(kw, "s3_endpoint", "s3_max_attempts")))
 
 
 @cli.command("run-slice")

@@ -1,7 +1,12 @@
-"""A day spread over machines: ``plan`` writes the slices' ranges, ``run-slice`` runs one anywhere,
-``merge`` puts them together and publishes like ``reconcile`` (same lock, same versions).
+"""A day spread over machines: ``plan`` writes the slices' ranges, ``set-aside`` sets rows aside by
+slice (each part anywhere), ``run-slice`` runs one slice anywhere, ``merge`` puts them together and
+publishes like ``reconcile`` (same lock, same versions).
 
-Each is a separate process, possibly on another machine; they meet under ``OUT/dt=D/_work/<plan id>/``.
+Each is a separate process, possibly on another machine; they meet under ``OUT/dt=D/_work/<plan id>/``:
+``plan.json``, ``set-aside/part-PPPP/k=K/*.parquet`` with ``set-aside/part-PPPP.json`` (written last,
+naming its files), and ``slice-KKKK/``. Whether rows are set aside, and the parts, follow from the
+plan (billing.slice.setaside): a day whose slices would decode at most
+:data:`~billing.slice.setaside.DISTRIBUTED_FROM_AMPLIFICATION` times its rows sets nothing aside.
 """
 
 from __future__ import annotations
@@ -16,6 +21,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
+
+from billing import progress
 from billing.config import LOCK_TTL, S3_MAX_ATTEMPTS, ReconcileConfig, redact_uri
 from billing.day.lock import new_run_id
 from billing.day.merge import merge
@@ -26,14 +34,18 @@ from billing.io.raw import ClickRange, PartitionFile
 from billing.io.storage import FileInfo, Store, open_store
 from billing.io.stream_source import FileStream
 from billing.run.inputs import open_inputs, planned_inputs
-from billing.run.stages import RunResult, finish
+from billing.run.stages import RunResult, aside_stats, finish, scale_of
+from billing.slice.land import Direct
 from billing.slice.partial import PARTIAL_FILES, SlicePartial, empty_partial
 from billing.slice.plan import slice_ranges
 from billing.slice.run import run_slice
+from billing.slice.setaside import DISTRIBUTED_FROM_AMPLIFICATION, SetAside, plan_set_aside, set_aside_part
 
 log = logging.getLogger(__name__)
 
 WORK = "_work"
+#: Under a plan's work folder: the set-aside parts' files and markers.
+ASIDE = "set-aside"
 
 
 @dataclass(frozen=True)
@@ -81,20 +93,28 @@ class Plan:
         return planned_inputs(self.cfg, self.raw_files, self.stream_files)
 
 
+def set_aside_of(plan: Plan, inputs: Inputs) -> SetAside | None:
+    """How the plan's rows are set aside (the same in every process that holds the plan), or None."""
+    return plan_set_aside(plan.cfg, inputs.raw, inputs.sources, plan.ranges, DISTRIBUTED_FROM_AMPLIFICATION)
+
+
 def make_plan(cfg: ReconcileConfig, inputs: Inputs, raw_files: list[PartitionFile]) -> Plan:
     stream_files = inputs.stream.files if isinstance(inputs.stream, FileStream) else []
     return Plan(cfg, raw_files, stream_files, slice_ranges(cfg, inputs.sources))
 
 
-def plan_day(cfg: ReconcileConfig) -> tuple[Plan, str]:
-    """Write the day's plan under OUT/dt=D/_work/<plan id>/plan.json; return it and its URI."""
+def plan_day(cfg: ReconcileConfig) -> tuple[Plan, str, int]:
+    """Write the day's plan under OUT/dt=D/_work/<plan id>/plan.json; return it, its URI and its set-aside parts."""
     inputs, raw_files = open_inputs(cfg)
     plan = make_plan(cfg, inputs, raw_files)
     day = Day(inputs.out, cfg.date)
     path = day.path(WORK, plan.plan_id, "plan.json")
     inputs.out.write_bytes(path, (json.dumps(plan.to_json(), indent=2, allow_nan=False) + "\n").encode())
-    log.info("planned %d slice(s) of %d raw files: %s", len(plan.ranges), len(raw_files), inputs.out.url(path))
-    return plan, inputs.out.url(path)
+    aside = set_aside_of(plan, inputs)
+    parts = 0 if aside is None else len(aside.parts)
+    log.info("planned %d slice(s) of %d raw files, %d set-aside part(s): %s", len(plan.ranges), len(raw_files),
+             parts, inputs.out.url(path))
+    return plan, inputs.out.url(path), parts
 
 
 def load_plan(uri: str, *, s3_endpoint: str | None = None, s3_max_attempts: int = S3_MAX_ATTEMPTS,
@@ -121,6 +141,57 @@ def load_plan(uri: str, *, s3_endpoint: str | None = None, s3_max_attempts: int 
     return plan, out, Day(out, plan.cfg.date).path(WORK, plan.plan_id)
 
 
+def set_aside_planned(uri: str, part: int | None = None, *, s3_endpoint: str | None = None,
+                      s3_max_attempts: int = S3_MAX_ATTEMPTS) -> int:
+    """Set part ``part`` (every part when None) of a plan's rows aside by slice; return how many parts ran.
+
+    Idempotent: a retried part writes its files again, then its ``part-PPPP.json`` (which names them).
+    """
+    plan, out, work = load_plan(uri, s3_endpoint=s3_endpoint, s3_max_attempts=s3_max_attempts)
+    inputs = plan.inputs()
+    aside = set_aside_of(plan, inputs)
+    n = 0 if aside is None else len(aside.parts)
+    if part is not None and not 0 <= part < max(n, 1):
+        raise UsageError(f"--part {part}: the plan has set-aside parts 0..{n - 1}" if n
+                         else f"--part {part}: the plan sets nothing aside (it has no parts)")
+    if aside is None:
+        log.info("plan %s sets nothing aside: its slices decode at most %.1fx the rows reading the lake directly",
+                 plan.plan_id, DISTRIBUTED_FROM_AMPLIFICATION)
+        return 0
+    todo = range(n) if part is None else [part]
+    for p in todo:
+        started = time.monotonic()
+        ids = set(aside.parts[p])
+        rows = sum(s.num_rows for s in inputs.sources if s.file_id in ids)
+        with tempfile.TemporaryDirectory(prefix="billing-aside-") as tmp, progress.stage(f"set aside part {p}"):
+            folder = Path(tmp) / "part"
+            files = set_aside_part(plan.cfg, inputs.raw, inputs.sources, plan.ranges, aside, p, folder, temp_dir=tmp)
+            names: dict[str, list[str]] = {}
+            written = 0
+            for k, paths in files.items():
+                for f in paths:
+                    name = f.relative_to(folder).as_posix()
+                    out.upload(f"{work}/{ASIDE}/part-{p:04d}/{name}", f)
+                    names.setdefault(str(k), []).append(name)
+                    written += pq.ParquetFile(f).metadata.num_rows
+        marker = {"part": p, "files": names, "rows_decoded": rows, "rows_set_aside": written,
+                  "seconds": round(time.monotonic() - started, 3)}
+        out.write_bytes(f"{work}/{ASIDE}/part-{p:04d}.json", (json.dumps(marker, sort_keys=True) + "\n").encode())
+        log.info("set aside part %d/%d of plan %s: %d rows read, %d set aside, %.1fs", p + 1, n, plan.plan_id,
+                 rows, written, marker["seconds"])
+    return len(todo)
+
+
+def _markers(plan: Plan, out: Store, work: str, aside: SetAside, uri: str) -> list[dict[str, Any]]:
+    """Every set-aside part's marker; exit 2 naming the parts that have not run."""
+    found = [out.read_bytes(f"{work}/{ASIDE}/part-{p:04d}.json") for p in range(len(aside.parts))]
+    missing = [p for p, m in enumerate(found) if m is None]
+    if missing:
+        raise BadInputError(f"set-aside parts {missing} of plan {plan.plan_id} have not run: run them first "
+                            f"(billing set-aside --plan {uri})")
+    return [json.loads(m) for m in found if m is not None]
+
+
 def run_planned_slice(uri: str, k: int, *, s3_endpoint: str | None = None,
                       s3_max_attempts: int = S3_MAX_ATTEMPTS) -> str:
     """Dedup and total slice ``k`` of a plan; write its partial results where a retry overwrites them."""
@@ -128,11 +199,26 @@ def run_planned_slice(uri: str, k: int, *, s3_endpoint: str | None = None,
     if not 0 <= k < len(plan.ranges):
         raise UsageError(f"--slice {k}: the plan has slices 0..{len(plan.ranges) - 1}")
     inputs = plan.inputs()
+    aside = set_aside_of(plan, inputs)
+    markers = [] if aside is None else _markers(plan, out, work, aside, uri)
     with tempfile.TemporaryDirectory(prefix="billing-slice-") as tmp:
-        partial = run_slice(plan.cfg, inputs.raw, inputs.sources, plan.ranges[k], temp_dir=tmp)
+        direct = None
+        if aside is not None:
+            local = []
+            for m in markers:
+                for name in m["files"].get(str(k), []):
+                    dest = Path(tmp) / "aside" / f"part-{m['part']:04d}" / name
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    dest.write_bytes(out.read_bytes(f"{work}/{ASIDE}/part-{m['part']:04d}/{name}") or b"")
+                    local.append(dest)
+            direct = Direct(aside.direct_sources(inputs.sources), aside.mode == "core", local)
+        partial = run_slice(plan.cfg, inputs.raw, inputs.sources, plan.ranges[k], temp_dir=tmp, direct=direct)
         partial.save(Path(tmp) / "p")
         for name in PARTIAL_FILES:
             out.upload(f"{work}/slice-{k:04d}/{name}", Path(tmp) / "p" / name)
+    st = partial.stats
+    log.info("slice %d/%d of plan %s: %d rows in range, %d decoded, %.1fs", k + 1, len(plan.ranges), plan.plan_id,
+             st["rows_in_range"], st["rows_decoded"], st["seconds"])
     return out.url(f"{work}/slice-{k:04d}")
 
 
@@ -147,15 +233,31 @@ def merge_plan(uri: str, *, s3_endpoint: str | None = None, s3_max_attempts: int
     if missing:
         raise BadInputError(f"slices {missing} of plan {plan.plan_id} have no results yet: run them first")
     inputs = plan.inputs()
+    aside = set_aside_of(plan, inputs)
+    markers = [] if aside is None else _markers(plan, out, work, aside, uri)
     run_id = new_run_id()
     day = Day(out, plan.cfg.date)
     with day.lock(run_id, plan.cfg.lock_ttl), tempfile.TemporaryDirectory(prefix="billing-merge-") as tmp:
-        partials = []
-        for k in range(len(plan.ranges)):
-            folder = Path(tmp) / f"slice-{k:04d}"
-            folder.mkdir()
-            for name in PARTIAL_FILES:
-                (folder / name).write_bytes(out.read_bytes(f"{work}/slice-{k:04d}/{name}") or b"")
-            partials.append(SlicePartial.load(folder))
-        merged = merge(partials) if partials else empty_partial()
-        return finish(plan.cfg, inputs, day, merged, run_id, started, Path(tmp))
+        with progress.stage("merge", total=len(plan.ranges), unit="slices") as bar:
+            merged, partials = _load_and_merge(plan, out, work, Path(tmp), bar)
+        stats = None if aside is None else aside_stats(
+            aside, len(inputs.sources), sum(m["rows_decoded"] for m in markers),
+            sum(m["rows_set_aside"] for m in markers))
+        return finish(plan.cfg, inputs, day, merged, run_id, started, Path(tmp),
+                      scale_of(partials, merged.ledger.rows_read, stats))
+
+
+def _load_and_merge(plan: Plan, out: Store, work: str, tmp: Path,
+                    bar: progress.Tracker) -> tuple[SlicePartial, list[SlicePartial]]:
+    """Every slice's partial results, fetched into ``tmp``; their sum, and the partials."""
+    partials = []
+    for k in range(len(plan.ranges)):
+        folder = tmp / f"slice-{k:04d}"
+        folder.mkdir()
+        for name in PARTIAL_FILES:
+            data = out.read_bytes(f"{work}/slice-{k:04d}/{name}")
+            if data is not None:
+                (folder / name).write_bytes(data)
+        partials.append(SlicePartial.load(folder))
+        bar.advance(1)
+    return (merge(partials) if partials else empty_partial()), partials

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import billing
-from billing import faults, report
+from billing import faults, progress, report
 from billing.config import ReconcileConfig
 from billing.day.diff import diff_day
 from billing.day.manifest import build_manifest
@@ -25,6 +25,7 @@ from billing.day.tables import TablesResult, publish_current
 from billing.io.inputs import Inputs
 from billing.month.context import fresh_context, previous_context, same_as_current
 from billing.slice.partial import SlicePartial
+from billing.slice.setaside import SetAside
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +40,17 @@ class RunResult:
 
 
 def finish(cfg: ReconcileConfig, inputs: Inputs, day: Day, merged: SlicePartial, run_id: str,
-           started: float, work: Path) -> RunResult:
-    """Diff the merged slices against the stream side, stage every output, publish (caller holds the lock)."""
+           started: float, work: Path, scale: dict[str, Any] | None = None) -> RunResult:
+    """Diff the merged slices against the stream side, stage every output, publish (caller holds the lock).
+
+    Each stage reports through billing.progress (a bar on a terminal, a line with its duration in logs).
+    """
     check_day_spend(cfg.date, merged.ledger)  # each slice fits int64; their sum may not
-    result = diff_day(cfg, inputs, merged, work)
+    with progress.stage("diff"):
+        result = diff_day(cfg, inputs, merged, work)
     faults.point("after_diff")
-    out = build_outputs(cfg, inputs, merged, result)
+    with progress.stage("outputs"):
+        out = build_outputs(cfg, inputs, merged, result)
     folder = work / "out"
     # summary.restates_signed_off and .anomalies: kept from the current version when nothing else changed
     context, kept = fresh_context(day, cfg, out.summary, result.totals), previous_context(day, out.summary)
@@ -55,16 +61,43 @@ def finish(cfg: ReconcileConfig, inputs: Inputs, day: Day, merged: SlicePartial,
                                  quarantine=out.quarantine, conflicts=out.conflicts, inputs=inputs.listing(),
                                  code_version=billing.__version__)
 
-    staged = write_outputs(out, folder, alongside=render)
-    if kept is not None and kept != context and not same_as_current(day, staged, OUTPUT_FILES):
-        out.summary.update(context)  # the data changed: a new version, with its own context
-        write_json(out.summary, staged["summary.json"])
-        staged.update(render())
-    manifest = build_manifest(cfg, inputs, out.summary, run_id, started, result.totals, previous_per_ad(day))
-    commit = day.publish(staged, manifest, compare=OUTPUT_FILES)
+    with progress.stage("write outputs and report"):
+        staged = write_outputs(out, folder, alongside=render)
+        if kept is not None and kept != context and not same_as_current(day, staged, OUTPUT_FILES):
+            out.summary.update(context)  # the data changed: a new version, with its own context
+            write_json(out.summary, staged["summary.json"])
+            staged.update(render())
+    with progress.stage("publish"):
+        manifest = build_manifest(cfg, inputs, out.summary, run_id, started, result.totals, previous_per_ad(day))
+        if scale is not None:
+            manifest["scale"] = scale
+        commit = day.publish(staged, manifest, compare=OUTPUT_FILES)
     log.info("%s %s in %.1fs: %s", "unchanged" if commit.unchanged else "published", commit.url,
              time.monotonic() - started, out.summary["status"])
     # After the commit, still under the lock: the tables follow the current version (unchanged ones too,
     # so a run after a crash between the two brings them level).
-    tables = publish_current(day, commit.version, s3_endpoint=cfg.s3_endpoint) if cfg.tables else None
+    tables = None
+    if cfg.tables:
+        with progress.stage("tables"):
+            tables = publish_current(day, commit.version, s3_endpoint=cfg.s3_endpoint)
     return RunResult(out.summary, commit, out.summary["exit_code"], tables)
+
+
+def scale_of(partials: list[SlicePartial], rows_read: int, set_aside: dict[str, Any] | None) -> dict[str, Any]:
+    """manifest.json's "scale": slices, the workers that ran them, the rows they decoded between them.
+
+    ``decode_amplification`` is that sum over the rows read (the set-aside pass, which decodes the
+    files it lands once more, is counted apart, under ``set_aside``).
+    """
+    decoded = sum(int(p.stats.get("rows_decoded", 0)) for p in partials)
+    workers = {p.stats["worker"] for p in partials if "worker" in p.stats}
+    return {"slices": len(partials), "workers": max(1, len(workers)), "rows_decoded": decoded,
+            "decode_amplification": round(decoded / rows_read, 4) if rows_read else None,
+            "slice_seconds": round(sum(float(p.stats.get("seconds", 0)) for p in partials), 3),
+            "set_aside": set_aside}
+
+
+def aside_stats(aside: SetAside, files: int, rows_decoded: int, rows_written: int) -> dict[str, Any]:
+    """What the set-aside pass did, for manifest.json's "scale"."""
+    return {"mode": aside.mode, "parts": len(aside.parts), "files_read_directly": len(aside.direct),
+            "files": files, "rows_decoded": rows_decoded, "rows_set_aside": rows_written}

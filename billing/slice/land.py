@@ -2,9 +2,9 @@
 
 Local files are read by DuckDB's own Parquet reader when their types allow (through symbolic
 links, so any file name is read literally); anything else goes through the Arrow path
-(:mod:`billing.io.raw_rows`). When the slices would decode the lake many times over, the
-stragglers (rows that arrived long after their click_id's time) are set aside first, in one
-pass, so each slice reads only the row groups that arrived around its range.
+(:mod:`billing.io.raw_rows`). When the slices would decode the lake many times over, rows are
+set aside by slice first (:mod:`billing.slice.setaside`): each slice then reads only the row groups
+that arrived around its range, plus its own set-aside rows.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import os
 import re
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeGuard
 
@@ -39,30 +40,44 @@ def _skew_us(cfg: ReconcileConfig) -> int | None:
 STRAGGLER_LEAD_US = 60_000_000
 
 
+@dataclass(frozen=True)
+class Direct:
+    """What a slice reads when rows were set aside for it (billing.slice.setaside)."""
+
+    files: list[SourceFile]
+    """The raw files it reads directly (the other files' rows in its range are all set aside)."""
+    core: bool
+    """Whether it reads them without their stragglers (set aside), by arrival-time bounds."""
+    aside: list[Path]
+    """Its set-aside files: local Parquet files of landed rows."""
+
+
 def land_clicks(con: duckdb.DuckDBPyConnection, store: Store, sources: list[SourceFile], rng: ClickRange,
-                cfg: ReconcileConfig, stragglers: Path | None = None) -> None:
+                cfg: ReconcileConfig, direct: Direct | None = None) -> None:
     """Materialise one slice's rows as table ``clicks`` with a ``reason`` column (NULL = valid).
 
     Local files are read by DuckDB itself when their types allow; anything else, and any file
     DuckDB's reader trips on, goes through the Arrow path, which names the file at fault.
-    With ``stragglers`` (the file :func:`set_aside_stragglers` wrote), the lake is read only
-    where arrival times can hold the range, and the range's stragglers come from that file.
+    With ``direct``, only its files are read from the lake (in core mode only where arrival times
+    can hold the range), and the rest of the range's rows come from its set-aside files.
     """
-    if isinstance(store, LocalStore) and native_readable(sources):
+    files, read_rng = sources, rng
+    if direct is not None:
+        # no direct file: an empty, well-typed table from the first file (no click_id is in [1, 1))
+        files, read_rng = (direct.files, rng) if direct.files else (sources[:1], ClickRange(1, 1))
+    core = direct is not None and direct.core
+    if isinstance(store, LocalStore) and native_readable(files):
         try:
-            if stragglers is None:
-                land_native(con, store, sources, rng, cfg)
-            else:
-                land_native(con, store, sources, rng, cfg, part="core")
-                with literal_files([str(stragglers)]) as (path,):
-                    sql.run(con, "read_stragglers", text=sql.render("read_stragglers", range=_range_choice(rng)),
-                            stragglers=path, lo=rng.lo, hi=rng.hi)
+            land_native(con, store, files, read_rng, cfg, part="core" if core else "all")
+            _add_aside(con, rng, direct)
             return
         except duckdb.Error as e:
+            if core:  # the stragglers were set aside by this very reader: no other path reads the same rows
+                raise
             log.warning("DuckDB's Parquet reader failed (%s); reading through Arrow instead",
                         str(e).strip().splitlines()[0][:200])
     failure = ReadFailure()
-    con.register("click_source", click_reader(store, sources, rng, failure))
+    con.register("click_source", click_reader(store, files, read_rng, failure))
     try:
         sql.run(con, "read", epoch_ms=cfg.snowflake_epoch_ms, max_skew_us=_skew_us(cfg))
     except Exception:
@@ -71,6 +86,15 @@ def land_clicks(con: duckdb.DuckDBPyConnection, store: Store, sources: list[Sour
         raise
     finally:
         con.unregister("click_source")
+    _add_aside(con, rng, direct)
+
+
+def _add_aside(con: duckdb.DuckDBPyConnection, rng: ClickRange, direct: Direct | None) -> None:
+    if direct is None or not direct.aside:
+        return
+    with literal_files([str(p) for p in direct.aside]) as paths:
+        sql.run(con, "read_stragglers", text=sql.render("read_stragglers", range=_range_choice(rng)),
+                stragglers=paths, lo=rng.lo, hi=rng.hi)
 
 
 def native_readable(sources: list[SourceFile]) -> bool:
@@ -170,17 +194,3 @@ def stragglers_apply(store: Store, sources: list[SourceFile]) -> TypeGuard[Local
     """Whether a day can set its stragglers aside: local files DuckDB reads, each with an ingest_time."""
     return (isinstance(store, LocalStore) and bool(sources) and native_readable(sources)
             and all("ingest_time" in s.columns for s in sources))
-
-
-def set_aside_stragglers(con: duckdb.DuckDBPyConnection, store: LocalStore, sources: list[SourceFile],
-                         cfg: ReconcileConfig, path: Path) -> int:
-    """Write every straggler of the day, sorted by click_id, to ``path``; return how many there are.
-
-    One pass over the lake; afterwards each slice decodes only the row groups that arrived around
-    its range instead of every row group a late copy stretched over it (see billing.slice.plan.rows_decoded).
-    """
-    land_native(con, store, sources, ClickRange(), cfg, part="stragglers")
-    sql.run(con, "stragglers_out", path=str(path))
-    ((n,),) = con.execute("SELECT count(*) FROM clicks").fetchall()
-    con.execute("DROP TABLE clicks")
-    return int(n)

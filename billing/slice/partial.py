@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -19,7 +20,7 @@ from billing.schemas import FACTS_SCHEMA, QUARANTINE_POINTERS
 
 _PARQUET_PARTS = ("window_facts", "quarantine_pointers", "conflicts")
 #: The files a saved partial consists of (what run-slice uploads and merge downloads).
-PARTIAL_FILES = (*(f"{name}.parquet" for name in _PARQUET_PARTS), "ledger.json")
+PARTIAL_FILES = (*(f"{name}.parquet" for name in _PARQUET_PARTS), "ledger.json", "slice.json")
 
 
 @dataclass
@@ -34,6 +35,8 @@ class SlicePartial:
     facts_files: list[Path] = field(default_factory=list)
     """Parquet files holding the window facts once saved. A day's merged partial keeps its millions of
     windows there, not in memory: the diff reads them with DuckDB, inside its memory limit."""
+    stats: dict[str, Any] = field(default_factory=dict)
+    """How the slice went (slice.json): rows_decoded, rows_in_range, seconds, worker."""
 
     def save(self, folder: Path) -> SlicePartial:
         """Write the partial to ``folder``; return it with its window facts left on disk."""
@@ -41,8 +44,9 @@ class SlicePartial:
         for name in _PARQUET_PARTS:
             pq.write_table(getattr(self, name), folder / f"{name}.parquet")
         (folder / "ledger.json").write_text(json.dumps(self.ledger.as_dict(), sort_keys=True, allow_nan=False))
+        (folder / "slice.json").write_text(json.dumps(self.stats, sort_keys=True, allow_nan=False) + "\n")
         return SlicePartial(self.window_facts.schema.empty_table(), self.ledger, self.quarantine_pointers,
-                            self.conflicts, [*self.facts_files, folder / "window_facts.parquet"])
+                            self.conflicts, [*self.facts_files, folder / "window_facts.parquet"], self.stats)
 
     @classmethod
     def load(cls, folder: Path) -> SlicePartial:
@@ -53,6 +57,7 @@ class SlicePartial:
             quarantine_pointers=pq.read_table(folder / "quarantine_pointers.parquet"),
             conflicts=pq.read_table(folder / "conflicts.parquet"),
             facts_files=[folder / "window_facts.parquet"],
+            stats=json.loads((folder / "slice.json").read_text()) if (folder / "slice.json").exists() else {},
         )
 
 

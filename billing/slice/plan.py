@@ -29,10 +29,14 @@ MIN_SLICE_ROWS = 1_000_000
 MAX_SLICE_ROWS = 25_000_000
 
 
+def rows_per_slice(memory_limit: int) -> int:
+    """The most rows a slice (or a part of the set-aside pass) lands under a run memory limit."""
+    return min(MAX_SLICE_ROWS, max(MIN_SLICE_ROWS, int(memory_limit * engine.DUCKDB_SHARE) // BYTES_PER_ROW))
+
+
 def auto_slice_count(total_rows: int, memory_limit: int) -> int:
     """Slices for a day of ``total_rows`` under a run memory limit (DuckDB gets its share of it)."""
-    per_slice = min(MAX_SLICE_ROWS, max(MIN_SLICE_ROWS, int(memory_limit * engine.DUCKDB_SHARE) // BYTES_PER_ROW))
-    return max(1, math.ceil(total_rows / per_slice))
+    return max(1, math.ceil(total_rows / rows_per_slice(memory_limit)))
 
 
 #: How long before its arrival a click is taken to have happened, for planning only: the bulk of a
@@ -107,8 +111,8 @@ def slice_ranges(cfg: ReconcileConfig, sources: list[SourceFile]) -> list[ClickR
     return ranges
 
 
-#: Set the stragglers aside first when the slices would decode at least this many times the day's rows:
-#: the extra pass costs about one more decode of the day.
+#: In one process, set rows aside first (billing.slice.setaside) when the slices would decode at least this
+#: many times the day's rows: the extra pass costs about one more decode of the day.
 STRAGGLERS_FROM_AMPLIFICATION = 4.0
 
 
@@ -118,5 +122,34 @@ def rows_decoded(sources: list[SourceFile], ranges: list[ClickRange]) -> int:
     Divided by the day's rows this is the plan's read amplification; late copies stretch row
     groups' click_id ranges, so it grows as slices narrow.
     """
-    return sum(cnt for rng in ranges for src in sources for mn, mx, cnt, nulls in src.row_group_click_ranges
-               if rng.overlaps(mn, mx, nulls))
+    return sum(cnt * n for src in sources
+               for (_, _, cnt, _), n in zip(src.row_group_click_ranges, slices_reading(src, ranges), strict=True))
+
+
+def slices_reading(src: SourceFile, ranges: list[ClickRange],
+                   arrival_us: tuple[np.ndarray, np.ndarray] | None = None) -> list[int]:
+    """For each row group of ``src``, how many of ``ranges`` (ascending, adjacent) read it.
+
+    A range reads a row group its click_id statistics overlap (:meth:`ClickRange.overlaps`) and,
+    given ``arrival_us`` (each range's lowest and highest arrival time in µs, both ascending), whose
+    ingest_time statistics overlap those. The ranges it overlaps are consecutive: found by bisection.
+    """
+    n = len(ranges)
+    bounds = np.array([r.lo for r in ranges[1:]], dtype=np.int64)
+    ingest = src.row_group_ingest_ms or [None] * len(src.row_group_click_ranges)
+    counts = []
+    for (mn, mx, _, nulls), arrival in zip(src.row_group_click_ranges, ingest, strict=True):
+        a_lo, a_hi = 0, n - 1
+        if arrival_us is not None and arrival is not None:
+            a_lo = int(np.searchsorted(arrival_us[1], arrival[0] * 1000, side="left"))
+            a_hi = int(np.searchsorted(arrival_us[0], arrival[1] * 1000 + 999, side="right")) - 1
+        if mn is None or mx is None:
+            k_lo, k_hi = 0, n - 1
+        else:
+            k_lo = int(np.searchsorted(bounds, mn, side="right"))
+            k_hi = int(np.searchsorted(bounds, mx, side="right"))
+        count = max(0, min(k_hi, a_hi) - max(k_lo, a_lo) + 1)
+        if nulls and k_lo > 0 and a_lo == 0:  # null ids are in the first range
+            count += 1
+        counts.append(count)
+    return counts

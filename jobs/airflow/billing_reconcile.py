@@ -3,13 +3,17 @@
 
 Every night, the authoritative ad-click totals of yesterday (UTC), and where the stream side drifted.
 
-`wait_for_raw_horizon` → `plan` → `run_slice` × N (dynamic task mapping: on a Celery or
-Kubernetes executor the slices run on many workers) → `merge` (publishes the day atomically) →
+`wait_for_raw_horizon` → `plan` → `set_aside` × P → `run_slice` × N (dynamic task mapping: on a
+Celery or Kubernetes executor the parts and slices run on many workers) → `merge` (publishes the day
+atomically) →
 `check_drift` branches to `alert_drift` when drift was flagged (billing's exit code 3), without
-failing any data task; `export_invoicing` (off by default) feeds the invoicing database after `merge`.
+failing any data task. `set_aside` partitions the rows that the slices could not read cheaply
+from the lake (late copies, files spanning many slices) by slice, so the slices between them
+decode each raw row about once; a plan that needs none has one part that does nothing.
+`export_invoicing` (off by default) feeds the invoicing database after `merge`.
 `merge` also brings the Delta tables under `OUT/tables/` level (`totals`, `drift`, `days`...): readers
 find every day's current version there without this DAG doing anything more. Every task is
-idempotent: the plan id is a hash of its inputs, a slice overwrites its own partial results, `merge`
+idempotent: the plan id is a hash of its inputs, a part and a slice overwrite their own files, `merge`
 commits nothing when the outputs are unchanged (nor to the tables when they hold the version), and the
 export replaces the day in one transaction, so Airflow retries are safe.
 
@@ -123,12 +127,23 @@ def billing_reconcile() -> None:
     def plan(data_interval_start: dt.datetime | None = None) -> dict[str, Any]:
         from billing.run.distributed import plan_day
 
-        p, uri = plan_day(billing_config(data_interval_start.date().isoformat()))
-        return {"plan": uri, "slices": list(range(len(p.ranges)))}
+        p, uri, parts = plan_day(billing_config(data_interval_start.date().isoformat()))
+        # at least one (no-op) part: a mapped task over nothing would skip everything downstream
+        return {"plan": uri, "slices": list(range(len(p.ranges))), "parts": list(range(parts)) or [None]}
 
     @task
     def slices_of(planned: dict[str, Any]) -> list[int]:
         return planned["slices"]
+
+    @task
+    def parts_of(planned: dict[str, Any]) -> list[int | None]:
+        return planned["parts"]
+
+    @task
+    def set_aside(planned: dict[str, Any], part: int | None) -> int:
+        from billing.run.distributed import set_aside_planned
+
+        return set_aside_planned(planned["plan"], part, **local_settings("s3_endpoint", "s3_max_attempts"))
 
     @task
     def run_slice(planned: dict[str, Any], k: int) -> str:
@@ -194,7 +209,9 @@ def billing_reconcile() -> None:
 
     planned = plan()
     wait_for_raw_horizon() >> planned
+    aside = set_aside.partial(planned=planned).expand(part=parts_of(planned))
     done = run_slice.partial(planned=planned).expand(k=slices_of(planned))
+    aside >> done
     merged = merge(planned)
     done >> merged
     check_drift(merged) >> [alert_drift(merged), billable(merged)]
