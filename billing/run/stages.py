@@ -13,14 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import billing
-from billing import faults, report
+from billing import faults, report, sql
 from billing.config import ReconcileConfig
-from billing.day.diff import diff_day
+from billing.day.diff import day_session, diff_day
 from billing.day.manifest import build_manifest
 from billing.day.merge import check_day_spend
 from billing.day.outputs import OUTPUT_FILES, build_outputs, write_outputs
 from billing.day.publish import Commit, Day
-from billing.day.restatement import previous_per_ad
+from billing.day.restatement import per_ad_totals, previous_per_ad
 from billing.io.inputs import Inputs
 from billing.slice.partial import SlicePartial
 
@@ -38,14 +38,27 @@ def finish(cfg: ReconcileConfig, inputs: Inputs, day: Day, merged: SlicePartial,
            started: float, work: Path) -> RunResult:
     """Diff the merged slices against the stream side, stage every output, publish (caller holds the lock)."""
     check_day_spend(cfg.date, merged.ledger)  # each slice fits int64; their sum may not
-    result = diff_day(cfg, inputs, merged, work)
-    faults.point("after_diff")
-    out = build_outputs(cfg, inputs, merged, result)
-    folder = work / "out"
-    staged = write_outputs(out, folder, alongside=lambda: report.render_all(
-        folder, summary=out.summary, drift=out.drift, totals=out.totals, quarantine=out.quarantine,
-        conflicts=out.conflicts, inputs=inputs.listing(), code_version=billing.__version__))
-    manifest = build_manifest(cfg, inputs, out.summary, run_id, started, result.totals, previous_per_ad(day))
+    after_slices = time.monotonic()
+    # One DuckDB session from the diff to the manifest: it holds the day's keys (spilling past the memory
+    # limit), the outputs and the report read them from it a batch at a time.
+    con = day_session(cfg, work)
+    try:
+        result = diff_day(cfg, inputs, merged, con)
+        faults.point("after_diff")
+        out = build_outputs(cfg, inputs, merged, result, con)
+        folder = work / "out"
+        staged = write_outputs(out, folder, con, alongside=lambda: report.render_all(
+            folder, con=con, summary=out.summary, quarantine=out.quarantine, conflicts=out.conflicts,
+            inputs=inputs.listing(), code_version=billing.__version__))
+        previous = previous_per_ad(day)
+        after = None if previous is None else per_ad_totals(sql.reader(con, "totals_per_ad"))
+    finally:
+        con.close()
+    manifest = build_manifest(cfg, inputs, out.summary, run_id, started, after, previous)
+    windows = out.summary["drift"]["keys"]
+    seconds = time.monotonic() - after_slices
+    log.info("after the slices: %.1fs for %d windows (%.2f µs per window)", seconds, windows,
+             seconds * 1e6 / max(1, windows))
     commit = day.publish(staged, manifest, compare=OUTPUT_FILES)
     log.info("%s %s in %.1fs: %s", "unchanged" if commit.unchanged else "published", commit.url,
              time.monotonic() - started, out.summary["status"])
