@@ -10,6 +10,9 @@ of its whole process tree every 20 ms. Prints medians (min-max), rows/s, peak RS
 windows and billing's µs per window after the slices (from its log line), checks that (b), (c) and (d) give
 the same totals, and writes everything as JSON to benchmarks/results/.
 
+BENCH_BASE=/path/to/another/checkout adds (e): ``billing reconcile`` run from that checkout's code (before →
+after figures in one invocation).
+
     BENCH_SHAPES=longtail BENCH_ROWS=10000000 BENCH_REPEAT=3 make bench
     BENCH_ONLY=billing BENCH_ARGS="--memory-limit 2GB" make bench
 """
@@ -42,8 +45,9 @@ RUN_SHAPES = list(SHAPES) if _SHAPES == "all" else [s for s in _SHAPES.split(","
 DATA = Path(os.environ.get("BENCH_DATA", "/work/bench-data"))
 ONLY = [w for w in os.environ.get("BENCH_ONLY", "").split(",") if w]
 BILLING_ARGS = os.environ.get("BENCH_ARGS", "").split()
+BASE = os.environ.get("BENCH_BASE", "")
 NAMES = {"scan": "(a) bare scan", "duckdb": "(b) naive DuckDB", "polars": "(c) naive Polars",
-         "billing": "(d) billing reconcile"}
+         "billing": "(d) billing reconcile", "base": "(e) billing at BASE"}
 #: billing.run.stages logs this once the day's part after the slices is done
 AFTER_SLICES = re.compile(r"after the slices: ([0-9.]+)s for ([0-9]+) windows")
 
@@ -52,11 +56,11 @@ def rows_label(rows: int) -> str:
     return f"{rows // 1_000_000}M" if rows % 1_000_000 == 0 else str(rows)
 
 
-def measure(cmd: list[str], err_path: Path) -> tuple[float, int, str]:
+def measure(cmd: list[str], err_path: Path, env: dict[str, str] | None = None) -> tuple[float, int, str]:
     """Wall seconds, peak RSS of the process tree, and what the process wrote to stderr."""
     started = time.monotonic()
     with open(err_path, "w") as err:
-        proc = psutil.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, text=True)
+        proc = psutil.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, text=True, env=env)
         peak = 0
         while proc.poll() is None:
             try:
@@ -73,7 +77,7 @@ def measure(cmd: list[str], err_path: Path) -> tuple[float, int, str]:
 
 
 def command(name: str, data: Path, out: Path) -> list[str]:
-    if name == "billing":
+    if name in ("billing", "base"):
         exe = str(Path(sys.executable).parent / "billing")
         return [exe, "reconcile", "--date", "2026-11-26", "--raw", str(data / "raw"),
                 "--stream", str(data / "stream"), "--out", str(out), *BILLING_ARGS]
@@ -81,7 +85,7 @@ def command(name: str, data: Path, out: Path) -> list[str]:
 
 
 def totals_of(name: str, out: Path) -> list:
-    if name == "billing":
+    if name in ("billing", "base"):
         cur = json.loads((out / "dt=2026-11-26" / "_current.json").read_text())
         path = out / "dt=2026-11-26" / cur["dir"] / "totals.parquet"
     else:
@@ -95,7 +99,7 @@ def bench_shape(shape: str) -> dict:
     data = DATA / f"{shape}-{rows_label(ROWS)}"
     meta = generate(data, ROWS, shape=shape)
     rows = sum(pq.ParquetFile(f).metadata.num_rows for f in horizon_files(data))
-    workloads = ONLY or ["scan", "duckdb", "polars", "billing"]
+    workloads = ONLY or ["scan", "duckdb", "polars", "billing", *(["base"] if BASE else [])]
     results: dict[str, list[tuple[float, int]]] = {w: [] for w in workloads}
     after: list[tuple[float, int]] = []
     fingerprints: dict[str, list] = {}
@@ -107,7 +111,8 @@ def bench_shape(shape: str) -> dict:
         for r in range(REPEATS):
             for w in workloads:
                 out = scratch / f"{w}-{r}"
-                seconds, peak, err = measure(command(w, data, out), scratch / "stderr.txt")
+                env = {**os.environ, "PYTHONPATH": BASE} if w == "base" else None
+                seconds, peak, err = measure(command(w, data, out), scratch / "stderr.txt", env)
                 results[w].append((seconds, peak))
                 line = f"  run {r + 1} {NAMES[w]:<24} {seconds:8.2f} s  {peak / 2**30:6.2f} GiB"
                 if w == "billing" and (m := AFTER_SLICES.search(err)):
@@ -132,7 +137,7 @@ def bench_shape(shape: str) -> dict:
               f"{t['rows_per_s']:14,.0f} {t['peak_rss_gib']:12.2f} {t['max_peak_rss_gib']:6.2f}")
     ratios = {}
     if "billing" in table:
-        for base in ("duckdb", "polars", "scan"):
+        for base in ("duckdb", "polars", "scan", "base"):
             if base in table:
                 ratios[f"time d/{base}"] = table["billing"]["median_s"] / table[base]["median_s"]
                 ratios[f"peak RSS d/{base}"] = table["billing"]["peak_rss_gib"] / table[base]["peak_rss_gib"]
