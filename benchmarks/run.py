@@ -52,6 +52,19 @@ NAMES = {"scan": "(a) bare scan", "duckdb": "(b) naive DuckDB", "polars": "(c) n
 AFTER_SLICES = re.compile(r"after the slices: ([0-9.]+)s for ([0-9]+) windows")
 
 
+def after_slices_from_log(err: str) -> float | None:
+    """Seconds from the last slice's log line to the publish line (HH:MM:SS stamps): for a billing that does
+    not log its time after the slices."""
+    stamps = {kind: line[:8] for line in err.splitlines()
+              if (kind := "slice" if " billing INFO slice " in line else
+                  "published" if " billing INFO published " in line else "")}
+    if "slice" not in stamps or "published" not in stamps:
+        return None
+    a, b = (sum(int(x) * f for x, f in zip(stamps[k].split(":"), (3600, 60, 1), strict=True))
+            for k in ("slice", "published"))
+    return float((b - a) % 86400)
+
+
 def rows_label(rows: int) -> str:
     return f"{rows // 1_000_000}M" if rows % 1_000_000 == 0 else str(rows)
 
@@ -102,6 +115,7 @@ def bench_shape(shape: str) -> dict:
     workloads = ONLY or ["scan", "duckdb", "polars", "billing", *(["base"] if BASE else [])]
     results: dict[str, list[tuple[float, int]]] = {w: [] for w in workloads}
     after: list[tuple[float, int]] = []
+    base_after: list[float] = []
     fingerprints: dict[str, list] = {}
     scratch = Path(tempfile.mkdtemp(prefix="billing-bench-"))
     print(f"\n== {shape}: {rows:,} raw rows in the horizon ({meta['raw_bytes'] / 1e9:.2f} GB Parquet, "
@@ -118,6 +132,9 @@ def bench_shape(shape: str) -> dict:
                 if w == "billing" and (m := AFTER_SLICES.search(err)):
                     after.append((float(m.group(1)), int(m.group(2))))
                     line += f"  (after the slices {after[-1][0]:.1f} s, {after[-1][1]:,} windows)"
+                elif w == "base" and (secs := after_slices_from_log(err)) is not None:
+                    base_after.append(secs)
+                    line += f"  (after the slices ~{secs:.0f} s, from its log's clock)"
                 print(line, flush=True)
                 if w != "scan" and w not in fingerprints:
                     fingerprints[w] = totals_of(w, out)
@@ -149,6 +166,9 @@ def bench_shape(shape: str) -> dict:
         after_slices = {"median_s": secs, "windows": after[0][1], "us_per_window": secs * 1e6 / max(1, after[0][1])}
         print(f"  after the slices: {secs:.2f} s for {after[0][1]:,} windows = "
               f"{after_slices['us_per_window']:.2f} µs per window")
+    if base_after:
+        after_slices = {**(after_slices or {}), "base_median_s": statistics.median(base_after)}
+        print(f"  after the slices at BASE: ~{statistics.median(base_after):.0f} s (whole seconds of its log)")
     same = len({json.dumps(v) for v in fingerprints.values()}) <= 1
     print(f"totals identical across {', '.join(fingerprints)}: {same} {next(iter(fingerprints.values()), '')}")
     return {"shape": shape, "rows": rows, "data": meta, "repeats": REPEATS, "billing_args": BILLING_ARGS,

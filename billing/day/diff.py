@@ -70,6 +70,9 @@ def diff(con: duckdb.DuckDBPyConnection, cfg: ReconcileConfig, facts: duckdb.Duc
     shared = [ALL_TIME] if shared is None else shared
     con.register("batch_facts", facts)
     con.register("stream_source", stream)
+    # Until DuckDB has summed them, the stream rows are held in Arrow as well: DuckDB's share of the memory
+    # limit shrinks by what they hold (at --memory-limit 2GB, 9.2M sink rows took the run past the limit).
+    engine.set_memory(con, cfg.memory_limit, held=stream.nbytes)
     # The caller hands the stream table over: once DuckDB has loaded it, it is let go of, so a day's
     # millions of sink rows are not held twice (issue 5's memory cap).
     del facts, stream
@@ -87,6 +90,7 @@ def diff(con: duckdb.DuckDBPyConnection, cfg: ReconcileConfig, facts: duckdb.Duc
         stream_quarantine = sql.table(con, "stream_quarantine_rows")
         con.execute("DROP VIEW stream_rows")
         con.unregister("stream_source")
+        engine.set_memory(con, cfg.memory_limit)
         rel = relative_tolerance(cfg.tolerance_rel)
         sql.run(con, "drift", tolerance_abs=cfg.tolerance_abs, rel_num=rel.numerator, rel_den=rel.denominator)
         # Each key-sized table is dropped once the next is built: a day has millions of keys, and
