@@ -1,11 +1,18 @@
-"""A realistic day at benchmark scale, generated with numpy in hour-sized pieces.
+"""Days at benchmark scale, in named shapes, generated with numpy in hour-sized pieces.
 
-Zipf-skewed ads, Snowflake click ids from the event time, ~2% duplicate copies (capture
-double fires and replays, arriving later), arrival-partitioned by hour as an ingest tier
-writes them (rows of a file roughly in arrival order), plus the stream side's sink with a
-little planted drift. Cached: a folder with ``_DONE`` is reused.
+``dense`` (the original day): 10,000 Zipf-skewed ads, Snowflake click ids from the event time, ~2%
+duplicate copies (capture double fires and replays, arriving later), arrival-partitioned by hour as
+an ingest tier writes them (rows of a file roughly in arrival order), plus the stream side's sink with
+a little planted drift. The other shapes change one thing each (:data:`SHAPES`):
 
-    python -m benchmarks.generate --rows 100000000 --out benchmarks/data/r100000000
+- ``longtail``: 1,000,000 ads with a cubic popularity (ad = floor(ads x u^3)): ~1.1-1.2 clicks per window
+- ``disorder``: the dense day, but each file's rows shuffled (neither click_id nor ingest_time order)
+- ``noingest``: the dense day without the ingest_time column (the winner is the first by file and row)
+- ``dupheavy``: 20% duplicate copies, each arriving up to 2 h after the original
+
+Reproducible (seeded) and cached: a folder with ``_DONE`` is reused.
+
+    python -m benchmarks.generate --rows 100000000 --shape longtail --out /work/bench-data/longtail-100M
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import argparse
 import datetime as dt
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,20 +42,42 @@ def _d0() -> int:
     return int(dt.datetime.combine(DATE, dt.time(), tzinfo=dt.UTC).timestamp() * 1000)
 
 
-def generate(out: Path, rows: int, seed: int = 42) -> dict:
+@dataclass(frozen=True)
+class Shape:
+    ads: int = ADS
+    cubic: bool = False  # popularity: ad = floor(ads x u^3) instead of Zipf(1.25)
+    dup_rate: float = DUP_RATE
+    late_dups_ms: int = 0  # > 0: every copy arrives uniformly up to this late (else the dense mixture)
+    shuffled: bool = False  # each file's rows in random order
+    ingest: bool = True  # write the ingest_time column
+
+
+SHAPES = {
+    "dense": Shape(),
+    "longtail": Shape(ads=1_000_000, cubic=True),
+    "disorder": Shape(shuffled=True),
+    "noingest": Shape(ingest=False),
+    "dupheavy": Shape(dup_rate=0.20, late_dups_ms=2 * HOUR_MS),
+}
+
+
+def generate(out: Path, rows: int, seed: int = 42, shape: str = "dense") -> dict:
     done = out / "_DONE"
     if done.exists():
         return json.loads(done.read_text())
+    sh = SHAPES[shape]
     started = time.monotonic()
     rng = np.random.default_rng(seed)
     d0 = _d0()
     weights = np.array([0.4, 0.3, 0.25, 0.2, 0.2, 0.3, 0.5, 0.8, 1, 1.1, 1.2, 1.2,
                         1.3, 1.2, 1.1, 1.1, 1.2, 1.3, 1.4, 1.5, 1.4, 1.1, 0.8, 0.6])
-    unique_total = int(rows / (1 + DUP_RATE))
+    unique_total = int(rows / (1 + sh.dup_rate))
     per_hour = np.floor(unique_total * weights / weights.sum()).astype(np.int64)
     per_hour[-1] += unique_total - per_hour.sum()
-    cpc = rng.integers(50_000, 2_000_000, ADS)
-    counts = np.zeros(ADS * 1440, dtype=np.int64)  # true clicks per (ad, minute) for the stream side
+    cpc = rng.integers(50_000, 2_000_000, sh.ads)
+    # true clicks per (ad, minute) key for the stream side, hour by hour (an hour's keys are its own)
+    key_parts: list[np.ndarray] = []
+    count_parts: list[np.ndarray] = []
     carry: list[pa.Table] = []
     raw = out / "raw"
     files = 0
@@ -62,14 +92,22 @@ def generate(out: Path, rows: int, seed: int = 42) -> dict:
             seq = np.arange(n) - np.repeat(starts, np.diff(np.r_[starts, n]))
             worker = rng.integers(0, 1024, n)
             cid = ((ev - SNOWFLAKE_EPOCH_MS) << 22) | (worker << 12) | (seq & 4095)
-            ad = np.minimum(rng.zipf(1.25, n) - 1, ADS - 1)
+            if sh.cubic:
+                ad = np.minimum((rng.random(n) ** 3 * sh.ads).astype(np.int64), sh.ads - 1)
+            else:
+                ad = np.minimum(rng.zipf(1.25, n) - 1, sh.ads - 1)
             delay = rng.lognormal(6.5, 1.2, n).astype(np.int64)
             ingest = ev + delay
-            counts += np.bincount(ad * 1440 + (ev - d0) // 60_000, minlength=ADS * 1440)
+            hour_keys, hour_counts = np.unique(ad * 1440 + (ev - d0) // 60_000, return_counts=True)
+            key_parts.append(hour_keys)
+            count_parts.append(hour_counts)
             cost = cpc[ad] + rng.integers(-1000, 1000, n)
-            k = int(n * DUP_RATE)
+            k = int(n * sh.dup_rate)
             pick = rng.choice(n, k, replace=False)
-            lag = np.where(rng.random(k) < 0.7, rng.integers(0, 50, k), rng.integers(60_000, 3 * HOUR_MS, k))
+            if sh.late_dups_ms:
+                lag = rng.integers(0, sh.late_dups_ms, k)
+            else:
+                lag = np.where(rng.random(k) < 0.7, rng.integers(0, 50, k), rng.integers(60_000, 3 * HOUR_MS, k))
             table = pa.table({
                 "click_id": np.concatenate([cid, cid[pick]]),
                 "ad_id": np.concatenate([ad, ad[pick]]),
@@ -86,6 +124,10 @@ def generate(out: Path, rows: int, seed: int = 42) -> dict:
         carry = [t.filter(pa.array(~here))] if (~here).any() and hour < 25 else []
         t = t.filter(pa.array(here))
         t = t.sort_by("ingest_time")
+        if sh.shuffled:
+            t = t.take(pa.array(rng.permutation(t.num_rows)))
+        if not sh.ingest:
+            t = t.drop_columns(["ingest_time"])
         day = DATE if hour < 24 else DATE + dt.timedelta(days=1)
         folder = raw / f"dt={day.isoformat()}" / f"hour={hour % 24:02d}"
         folder.mkdir(parents=True, exist_ok=True)
@@ -96,8 +138,10 @@ def generate(out: Path, rows: int, seed: int = 42) -> dict:
                            compression="snappy")
             files += 1
     # the stream side: the true counts, with a little drift
-    keys = np.flatnonzero(counts)
-    clicks = counts[keys].copy()
+    # the hours' keys are disjoint (a key's minute is in one hour) and each hour's are sorted
+    order = np.argsort(np.concatenate(key_parts), kind="stable")
+    keys = np.concatenate(key_parts)[order]
+    clicks = np.concatenate(count_parts)[order]
     drift_idx = rng.choice(len(keys), max(1, len(keys) // 1000), replace=False)
     clicks[drift_idx] += rng.integers(-1, 3, len(drift_idx))
     keep = clicks > 0
@@ -108,7 +152,8 @@ def generate(out: Path, rows: int, seed: int = 42) -> dict:
         "window_start": pa.array(d0 + (keys[keep] % 1440) * 60_000, pa.int64()).cast(TS),
         "clicks": clicks[keep].astype(np.int64),
     }), sfolder / "part-0000.parquet")
-    meta = {"rows_requested": rows, "unique_clicks": int(unique_total), "raw_files": files,
+    meta = {"shape": shape, "rows_requested": rows, "unique_clicks": int(unique_total), "windows": len(keys),
+            "raw_files": files,
             "raw_bytes": sum(p.stat().st_size for p in raw.rglob("*.parquet")),
             "seconds": round(time.monotonic() - started, 1), "date": DATE.isoformat()}
     done.write_text(json.dumps(meta))
@@ -120,8 +165,9 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=100_000_000)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--shape", choices=sorted(SHAPES), default="dense")
     a = ap.parse_args()
-    print(json.dumps(generate(a.out, a.rows, a.seed)))
+    print(json.dumps(generate(a.out, a.rows, a.seed, a.shape)))
 
 
 if __name__ == "__main__":

@@ -36,5 +36,12 @@ def connect(*, memory_limit: int, threads: int = 0, temp_dir: str | None = None)
     return con
 
 
+def set_memory(con: duckdb.DuckDBPyConnection, memory_limit: int, *, held: int = 0) -> None:
+    """DuckDB's share of ``memory_limit``, less ``held`` bytes the process holds outside DuckDB meanwhile
+    (never below a quarter of the share): e.g. the day's stream rows in Arrow while DuckDB sums them."""
+    share = int(memory_limit * DUCKDB_SHARE)
+    con.execute(f"SET memory_limit = '{max(share // 4, share - held)}B'")
+
+
 def _quote(text: str) -> str:
     return text.replace("'", "''")

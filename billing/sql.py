@@ -177,6 +177,8 @@ FRAGMENTS = {
                   "absent": "NULL::BIGINT"},
     "ingest_sub": {"us": "0::SMALLINT", "ns": "sub_us_ns(epoch_ns(ingest_time))", "absent": "0::SMALLINT"},
     "cost": {"present": "cost_micros::BIGINT", "absent": "NULL::BIGINT"},
+    # totals.parquet's spend (sql/day/day_drift.sql): 0 for none when the raw log has a cost column, else NULL
+    "totals_spend": {"present": "coalesce(batch_spend_micros, 0)", "absent": "NULL::BIGINT"},
     "range": {"all": "TRUE", "from": "click_id >= $lo", "below": "(click_id < $hi OR click_id IS NULL)",
               "between": "click_id >= $lo AND click_id < $hi"},
     "part": {"all": "TRUE",
@@ -223,13 +225,19 @@ def table(con: duckdb.DuckDBPyConnection, name: str, **params: Any) -> pa.Table:
     the 1B-row day's sorted drift (12.7M windows) at ``--memory-limit 4GB`` peaked at 3.63 GiB
     fetched whole, 3.21 GiB in batches.
     """
+    return reader(con, name, **params).read_all()
+
+
+def reader(con: duckdb.DuckDBPyConnection, name: str, **params: Any) -> pa.RecordBatchReader:
+    """The result of a query file as a stream of Arrow batches of :data:`BATCH_ROWS` rows (the last may be
+    shorter): a day-sized result leaves DuckDB one batch at a time."""
     text = load(name)
     wanted = params_of(text)
     check_inputs(con, name)
     rel = con.sql(text, params={k: params[k] for k in wanted} if wanted else None)
     if rel is None:
         raise SqlContractError(f"{path_of(name)} returns no rows")
-    return rel.to_arrow_reader(BATCH_ROWS).read_all()
+    return rel.to_arrow_reader(BATCH_ROWS)
 
 
 def fetch_dicts(con: duckdb.DuckDBPyConnection, name: str, **params: Any) -> list[dict[str, Any]]:

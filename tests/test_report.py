@@ -238,10 +238,10 @@ def _hand_built_day(text: str) -> dict[str, Any]:
     summary = {"date": text, "status": "drift_flagged", "exit_code": 3, "ledger": ledger, "stream": {"clicks": 3},
                "drift": {"abs_delta_clicks": 2, "net_delta_clicks": 2, "flagged": 1, "keys": 1, "money": money_,
                          "by_cause": {text: {"keys": 1, "clicks": 2}}, "unexplained": {"keys": 0, "clicks": 0}}}
-    from billing.report import per_ad
+    from billing.report import per_ad, per_hour
 
     totals = pa.table({"ad_id": [1], "clicks": [1], "spend_micros": [10]})
-    return {"summary": summary, "drift": drift, "ads": per_ad(totals, drift), "quarantine": quarantine,
+    return {"summary": summary, "hours": per_hour(drift), "ads": per_ad(totals, drift), "quarantine": quarantine,
             "conflicts": conflicts, "inputs": {"raw": [{"path": text, "bytes": 1, "version": text}],
                                                "stream": [{"path": text, "bytes": 1, "version": None}]},
             "code_version": text}

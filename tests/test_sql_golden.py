@@ -340,6 +340,7 @@ def test_drift_money_sql(con) -> None:
     pair_shifts(con)
     sql.run(con, "attribute")
     sql.run(con, "drift_money", stream_has_spend=False)
+    sql.run(con, "day_drift", text=sql.render("day_drift", totals_spend="present"))
     out = sql.table(con, "drift_sorted")
     keys = list(zip(out.column("ad_id").to_pylist(), out.column("window_start").to_pylist(), strict=True))
     assert keys == sorted(keys)  # in key order, as drift.parquet is published
@@ -359,6 +360,7 @@ def test_drift_money_sql_uses_stream_spend_when_present(con) -> None:
     pair_shifts(con)
     sql.run(con, "attribute")
     sql.run(con, "drift_money", stream_has_spend=True)
+    sql.run(con, "day_drift", text=sql.render("day_drift", totals_spend="present"))
     out = sql.table(con, "drift_sorted")
     got = {w.minute: m for w, m in zip(out.column("window_start").to_pylist(),
                                        out.column("money_at_risk_micros").to_pylist(), strict=True)}

@@ -3,8 +3,10 @@
 In ``sql/day/``: ``batch_windows.sql`` puts the slices' windows together, ``stream_rows.sql`` judges every
 sink row (``sql/macros/stream_validate.sql``), ``stream_windows.sql`` sums the valid rows of the day per key,
 ``drift.sql`` joins both sides, ``attribute.sql`` explains each flagged key, ``drift_money.sql`` prices it
-(table ``drift_priced``); the day's drift leaves DuckDB in key order (``drift_sorted.sql``), and
-totals.parquet is taken from it.
+(table ``drift_priced``), ``day_drift.sql`` shows it as drift.parquet's and totals.parquet's rows (views
+``day_drift``, ``day_totals``). The day's keys stay in the caller's DuckDB session (spilled to disk past the
+memory limit): the summary is computed there, and the outputs and the report read them from there, a batch
+at a time (billing.day.outputs, billing.report), never the whole day in Python or Arrow memory.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from billing import engine, schemas, sql
 from billing.config import ReconcileConfig
@@ -33,9 +34,8 @@ DRIFT_COLUMNS = tuple(schemas.arrow_schema(schemas.Drift).names)
 
 @dataclass
 class DiffResult:
-    totals: pa.Table
-    drift: pa.Table
-    """drift.parquet's columns."""
+    """The day's diff; its keys are the views ``day_drift`` and ``day_totals`` of the session it ran in."""
+
     stream_counts: dict[str, Any]
     """The ``stream`` block of summary.json."""
     summary: dict[str, Any]
@@ -46,15 +46,17 @@ class DiffResult:
     """The invalid stream rows: file_id, row_no, reason, in (source_file, source_row) order."""
 
 
-def diff_day(cfg: ReconcileConfig, inputs: Inputs, merged: SlicePartial, work: Path) -> DiffResult:
-    """The merged slices against the stream side, in a DuckDB session of its own."""
-    con = engine.connect(memory_limit=cfg.memory_limit, threads=cfg.threads, temp_dir=str(work))
-    try:
-        # The stream table is not bound to a name here: diff() lets go of it once DuckDB has loaded it.
-        result = diff(con, cfg, facts_relation(con, merged), inputs.stream.rows(), has_cost=inputs.has_cost,
-                      stream_has_spend=inputs.stream.has_spend, shared=day_shared_windows(merged))
-    finally:
-        con.close()
+def day_session(cfg: ReconcileConfig, work: Path) -> duckdb.DuckDBPyConnection:
+    """The DuckDB session of a day's stages after its slices (the caller closes it)."""
+    return engine.connect(memory_limit=cfg.memory_limit, threads=cfg.threads, temp_dir=str(work))
+
+
+def diff_day(cfg: ReconcileConfig, inputs: Inputs, merged: SlicePartial,
+             con: duckdb.DuckDBPyConnection) -> DiffResult:
+    """The merged slices against the stream side, in ``con`` (:func:`day_session`), which keeps the day's keys."""
+    # The stream table is not bound to a name here: diff() lets go of it once DuckDB has loaded it.
+    result = diff(con, cfg, facts_relation(con, merged), inputs.stream.rows(), has_cost=inputs.has_cost,
+                  stream_has_spend=inputs.stream.has_spend, shared=day_shared_windows(merged))
     result.stream_counts.update(inputs.stream.summary_fields())
     return result
 
@@ -68,6 +70,9 @@ def diff(con: duckdb.DuckDBPyConnection, cfg: ReconcileConfig, facts: duckdb.Duc
     shared = [ALL_TIME] if shared is None else shared
     con.register("batch_facts", facts)
     con.register("stream_source", stream)
+    # Until DuckDB has summed them, the stream rows are held in Arrow as well: DuckDB's share of the memory
+    # limit shrinks by what they hold (at --memory-limit 2GB, 9.2M sink rows took the run past the limit).
+    engine.set_memory(con, cfg.memory_limit, held=stream.nbytes)
     # The caller hands the stream table over: once DuckDB has loaded it, it is let go of, so a day's
     # millions of sink rows are not held twice (issue 5's memory cap).
     del facts, stream
@@ -85,6 +90,7 @@ def diff(con: duckdb.DuckDBPyConnection, cfg: ReconcileConfig, facts: duckdb.Duc
         stream_quarantine = sql.table(con, "stream_quarantine_rows")
         con.execute("DROP VIEW stream_rows")
         con.unregister("stream_source")
+        engine.set_memory(con, cfg.memory_limit)
         rel = relative_tolerance(cfg.tolerance_rel)
         sql.run(con, "drift", tolerance_abs=cfg.tolerance_abs, rel_num=rel.numerator, rel_den=rel.denominator)
         # Each key-sized table is dropped once the next is built: a day has millions of keys, and
@@ -101,9 +107,8 @@ def diff(con: duckdb.DuckDBPyConnection, cfg: ReconcileConfig, facts: duckdb.Duc
         for r in sql.fetch_dicts(con, "money_overflow"):
             raise BadInputError(f"money at risk of ad {r['ad_id']} in window {r['window_start']:%Y-%m-%d %H:%M} UTC is "
                                 f"{r['money_at_risk_micros']} micros: more than int64 holds")
-        day_drift = sql.table(con, "drift_sorted")
-        con.execute("DROP TABLE drift_priced")
-        block = drift_summary(con, day_drift)
+        sql.run(con, "day_drift", text=sql.render("day_drift", totals_spend="present" if has_cost else "absent"))
+        block = _drift_block(con)
     finally:
         for name in ("batch_facts", "stream_source"):
             con.unregister(name)  # a no-op when already let go of
@@ -115,8 +120,7 @@ def diff(con: duckdb.DuckDBPyConnection, cfg: ReconcileConfig, facts: duckdb.Duc
         "rows_out_of_day": int(counts["rows_out_of_day"]),
         "clicks": int(counts["clicks"]),
     }
-    return DiffResult(totals_of(day_drift, has_cost=has_cost), day_drift.select(list(DRIFT_COLUMNS)), stream_counts,
-                      block, int(counts["rows_in_day"]), stream_quarantine)
+    return DiffResult(stream_counts, block, int(counts["rows_in_day"]), stream_quarantine)
 
 
 def pair_shifts(con: duckdb.DuckDBPyConnection) -> None:
@@ -157,34 +161,25 @@ def relative_tolerance(rel: float) -> Fraction:
     return min(Fraction(repr(rel)), _REL_CEILING)
 
 
-def totals_of(drift: pa.Table, *, has_cost: bool) -> pa.Table:
-    """totals.parquet from the day's drift (already in key order): every key with batch clicks.
-
-    A batch window always has clicks (sql/slice/all_windows.sql keeps windows with a winner), so these are
-    exactly the batch windows; spend is NULL when the raw log carries no cost, else 0 for none.
-    """
-    keys = drift.select(["ad_id", "window_start", "batch_clicks", "batch_spend_micros"])
-    keys = keys.filter(pc.greater(keys.column("batch_clicks"), 0))
-    spend = (pc.fill_null(keys.column("batch_spend_micros"), 0) if has_cost
-             else pa.nulls(keys.num_rows, pa.int64()))
-    return pa.table({"ad_id": keys.column("ad_id"), "window_start": keys.column("window_start"),
-                     "clicks": keys.column("batch_clicks"), "spend_micros": spend})
-
-
 def drift_summary(con: duckdb.DuckDBPyConnection, drift: pa.Table) -> dict[str, Any]:
-    """The ``drift`` block of summary.json, computed in SQL over the day's drift (registered as ``day_drift``)."""
+    """The ``drift`` block of summary.json of a drift table (registered as ``day_drift`` meanwhile)."""
     con.register("day_drift", drift)
     try:
-        (t,) = sql.fetch_dicts(con, "drift_summary")
-        by_status: dict[str, int] = {}
-        by_cause: dict[str, dict[str, int]] = {}
-        for r in sql.fetch_dicts(con, "drift_by"):
-            if r["kind"] == "status":
-                by_status[r["name"]] = int(r["keys"])
-            else:
-                by_cause[r["name"]] = {"keys": int(r["keys"]), "clicks": int(r["clicks"])}
+        return _drift_block(con)
     finally:
         con.unregister("day_drift")
+
+
+def _drift_block(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+    """The ``drift`` block of summary.json, computed in SQL over ``day_drift``."""
+    (t,) = sql.fetch_dicts(con, "drift_summary")
+    by_status: dict[str, int] = {}
+    by_cause: dict[str, dict[str, int]] = {}
+    for r in sql.fetch_dicts(con, "drift_by"):
+        if r["kind"] == "status":
+            by_status[r["name"]] = int(r["keys"])
+        else:
+            by_cause[r["name"]] = {"keys": int(r["keys"]), "clicks": int(r["clicks"])}
     priced = t["priced_keys"] > 0
     return {
         "keys": t["keys"],

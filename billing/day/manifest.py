@@ -13,16 +13,16 @@ import socket
 import time
 from typing import Any
 
-import pyarrow as pa
-
 import billing
 from billing.config import ReconcileConfig
-from billing.day.restatement import PerAd, per_ad_totals, restatement
+from billing.day.restatement import PerAd, restatement
 from billing.io.inputs import Inputs
 
 
 def build_manifest(cfg: ReconcileConfig, inputs: Inputs, summary: dict[str, Any], run_id: str,
-                   started: float, totals: pa.Table, previous: PerAd | None) -> dict[str, Any]:
+                   started: float, after: PerAd | None, previous: PerAd | None) -> dict[str, Any]:
+    """``after``: :func:`~billing.day.restatement.per_ad_totals` of this version's totals, needed (and
+    computed by the caller) only when there is a ``previous`` version."""
     return {
         "date": cfg.date.isoformat(),
         "run_id": run_id,
@@ -34,5 +34,5 @@ def build_manifest(cfg: ReconcileConfig, inputs: Inputs, summary: dict[str, Any]
         "config": {"content": cfg.content_settings(), "run": cfg.run_settings()},
         "inputs": inputs.listing(),
         "counts": {"ledger": summary["ledger"], "stream": summary["stream"]},
-        "restatement": restatement(previous, per_ad_totals(totals.to_batches())),
+        "restatement": None if previous is None else restatement(previous, after or {}),
     }

@@ -14,11 +14,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-
 from billing.config import ReconcileConfig
 from billing.day.publish import MANIFEST, Day, sha256_file
-from billing.day.restatement import per_ad_totals
+from billing.day.restatement import PerAd
 from billing.month.adjustments import net, per_ad_changes, version_per_ad
 from billing.month.anomalies import AnomalyRule, judge, reference_days
 from billing.month.signoff import in_force
@@ -26,13 +24,14 @@ from billing.month.signoff import in_force
 CONTEXT_KEYS = ("restates_signed_off", "anomalies")
 
 
-def restates_signed_off(day: Day, totals: pa.Table) -> dict[str, Any] | None:
+def restates_signed_off(day: Day, after: PerAd) -> dict[str, Any] | None:
     """When the day has a sign-off and these totals differ from the signed-off version's per ad: who signed
-    off which version when, how many ads change and the net click and spend deltas. Else None."""
+    off which version when, how many ads change and the net click and spend deltas. Else None.
+    ``after``: the per-ad totals of the version being staged (billing.day.restatement.per_ad_totals)."""
     signoff = in_force(day)
     if signoff is None:
         return None
-    changes = per_ad_changes(version_per_ad(day, signoff.version), per_ad_totals(totals.to_batches()))
+    changes = per_ad_changes(version_per_ad(day, signoff.version), after)
     if not changes:
         return None
     clicks, spend = net(changes)
@@ -40,9 +39,9 @@ def restates_signed_off(day: Day, totals: pa.Table) -> dict[str, Any] | None:
             "net_clicks_delta": clicks, "net_spend_micros_delta": spend}
 
 
-def fresh_context(day: Day, cfg: ReconcileConfig, summary: dict[str, Any], totals: pa.Table) -> dict[str, Any]:
+def fresh_context(day: Day, cfg: ReconcileConfig, summary: dict[str, Any], after: PerAd) -> dict[str, Any]:
     rule = AnomalyRule.from_settings(cfg)
-    return {"restates_signed_off": restates_signed_off(day, totals),
+    return {"restates_signed_off": restates_signed_off(day, after),
             "anomalies": judge(summary, reference_days(day.out, day.date, rule), rule)}
 
 

@@ -13,7 +13,7 @@ import pyarrow as pa
 from markupsafe import Markup
 
 from billing.money import money
-from billing.report.aggregates import per_hour
+from billing.report.aggregates import TOP_ADS
 from billing.report.charts import chart_causes, chart_hours
 from billing.report.csvs import ADS_CSV, DRIFT_CSV
 from billing.report.formats import iso, n, plain, signed
@@ -36,8 +36,8 @@ CAUSE_TEXT = {
     "missing_window": "window absent from the stream",
     "phantom_window": "stream window with no billable click",
 }
-#: Rows of the top-ads tables, and raw or stream files listed by name (the rest are in the manifest).
-TOP_ADS, RAW_FILES_SHOWN, STREAM_FILES_SHOWN = 15, 10, 5
+#: Raw or stream files listed by name (the rest are in the manifest); TOP_ADS: rows of the top-ads tables.
+RAW_FILES_SHOWN, STREAM_FILES_SHOWN = 10, 5
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ class Page:
     anomalies: str = ""  # summary.anomalies as a sentence ("" in summaries written before anomalies existed)
 
 
-def page(*, summary: dict[str, Any], drift: pa.Table, ads: list[dict[str, Any]], quarantine: pa.Table,
+def page(*, summary: dict[str, Any], hours: list[dict[str, int]], ads: list[dict[str, Any]], quarantine: pa.Table,
          conflicts: pa.Table, inputs: dict[str, Any], code_version: str) -> Page:
     led, st, dr = summary["ledger"], summary["stream"], summary["drift"]
     billable = led["billable_clicks"]
@@ -119,7 +119,7 @@ def page(*, summary: dict[str, Any], drift: pa.Table, ads: list[dict[str, Any]],
                  "rows_invalid": n(led["rows_invalid"]), "duplicates_removed": n(led["duplicates_removed"]),
                  "clicks_out_of_day": n(led["clicks_out_of_day"]), "remainder": n(remainder),
                  "conflicting_click_ids": n(led["conflicting_click_ids"])},
-        chart_hours=chart_hours(per_hour(drift)),
+        chart_hours=chart_hours(hours),
         chart_causes=chart_causes(dr["by_cause"]),
         causes=_causes(dr),
         top_money=_top_ads(ads, "money_at_risk_micros", "top-money"),

@@ -48,9 +48,11 @@ def environment() -> Environment:
                        auto_reload=False)
 
 
-def render_html(*, summary: dict[str, Any], drift: pa.Table, ads: list[dict[str, Any]], quarantine: pa.Table,
-                conflicts: pa.Table, inputs: dict[str, Any], code_version: str) -> str:
-    """The page of one day's outputs (``ads`` is :func:`billing.report.aggregates.per_ad` of them)."""
-    p = page(summary=summary, drift=drift, ads=ads, quarantine=quarantine, conflicts=conflicts, inputs=inputs,
+def render_html(*, summary: dict[str, Any], hours: list[dict[str, int]], ads: list[dict[str, Any]],
+                quarantine: pa.Table, conflicts: pa.Table, inputs: dict[str, Any], code_version: str) -> str:
+    """The page of one day's outputs: ``hours`` and ``ads`` come from :mod:`billing.report.aggregates`
+    (``ads``: every ad, or at least the candidates of the top-ads tables,
+    :func:`~billing.report.aggregates.top_ads`)."""
+    p = page(summary=summary, hours=hours, ads=ads, quarantine=quarantine, conflicts=conflicts, inputs=inputs,
              code_version=code_version)
     return environment().get_template(TEMPLATE).render(p=p)

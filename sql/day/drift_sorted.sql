@@ -1,8 +1,5 @@
--- reads: drift_priced
+-- reads: day_drift
 -- returns: the day's drift in key order
--- The day's drift in key order, as drift.parquet is published (plus explained_clicks, for the summary).
--- money_at_risk_micros fits BIGINT here: sql/day/money_overflow.sql checked it.
-SELECT ad_id, window_start, batch_clicks, stream_clicks, delta, status, flagged, cause, batch_spend_micros,
-       stream_spend_micros, money_at_risk_micros::BIGINT AS money_at_risk_micros, explained_clicks
-FROM drift_priced
-ORDER BY ad_id, window_start;
+-- The day's drift in key order, as drift.parquet is published (plus explained_clicks, for the summary; the
+-- writer takes totals.parquet's rows from it as well, billing.day.outputs).
+SELECT * FROM day_drift ORDER BY ad_id, window_start;
