@@ -5,7 +5,7 @@ run one after another in that process (the functions called in a loop, saving N 
 or in W processes at once with ``--workers W`` (standing in for W machines). Prints and writes JSON:
 wall time and peak RSS of each step, per-slice rows/s and seconds, and the manifest's "scale".
 
-    python -m benchmarks.decode --lake /work/bench-data/dense-100M --slices 10 100 1000 --out /tmp/x
+    python -m benchmarks.decode --lake benchmarks/data/dense-100M --slices 10 100 1000 --out /tmp/x
 """
 
 from __future__ import annotations

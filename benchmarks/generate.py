@@ -12,7 +12,7 @@ a little planted drift. The other shapes change one thing each (:data:`SHAPES`):
 
 Reproducible (seeded) and cached: a folder with ``_DONE`` is reused.
 
-    python -m benchmarks.generate --rows 100000000 --shape longtail --out /work/bench-data/longtail-100M
+    python -m benchmarks.generate --rows 100000000 --shape longtail --out benchmarks/data/longtail-100M
 """
 
 from __future__ import annotations

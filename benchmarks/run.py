@@ -2,7 +2,7 @@
 
 For each shape of BENCH_SHAPES (default ``dense``; any of benchmarks.generate.SHAPES, comma-separated,
 or ``all``) it generates (or reuses) a day of BENCH_ROWS raw rows (default 100M) under
-BENCH_DATA/<shape>-<rows> (default /work/bench-data, e.g. ``longtail-100M``), then runs, alternating,
+BENCH_DATA/<shape>-<rows> (default benchmarks/data, e.g. ``longtail-100M``), then runs, alternating,
 BENCH_REPEAT times each (BENCH_REPEATS is read too): (a) a bare scan of billing's columns, (b) the naive
 one-query DuckDB dedup + count, (c) the same in Polars (streaming), (d) ``billing reconcile`` with
 BENCH_ARGS. Each run is a fresh process; wall time is measured around it and peak RSS by sampling the RSS
@@ -42,7 +42,7 @@ ROWS = int(os.environ.get("BENCH_ROWS", "100000000"))
 REPEATS = int(os.environ.get("BENCH_REPEAT", os.environ.get("BENCH_REPEATS", "3")))
 _SHAPES = os.environ.get("BENCH_SHAPES", "dense")
 RUN_SHAPES = list(SHAPES) if _SHAPES == "all" else [s for s in _SHAPES.split(",") if s]
-DATA = Path(os.environ.get("BENCH_DATA", "/work/bench-data"))
+DATA = Path(os.environ.get("BENCH_DATA", HERE / "data"))
 ONLY = [w for w in os.environ.get("BENCH_ONLY", "").split(",") if w]
 BILLING_ARGS = os.environ.get("BENCH_ARGS", "").split()
 BASE = os.environ.get("BENCH_BASE", "")
