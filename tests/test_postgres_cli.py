@@ -320,6 +320,8 @@ def test_plan_run_slice_merge_from_a_table_and_the_version_commands(
     assert p.returncode == 0, p.stderr
     plan = Path(p.stdout.strip())
     assert json.loads(plan.read_text())["config"]["stream"] == f"postgresql://postgres@{HOST}?table={schema}.sink"
+    a = billing("set-aside", "--plan", str(plan))  # no connection to the table: only raw rows are set aside
+    assert a.returncode == 0, a.stderr
     for k in range(3):
         r = billing("run-slice", "--plan", str(plan), "--slice", str(k))
         assert r.returncode == 0, r.stderr
