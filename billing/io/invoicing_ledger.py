@@ -16,7 +16,6 @@ import pyarrow as pa
 from billing.io.postgres import quote_ident
 
 LEDGER_SUFFIX = "_exports"
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 def ddl(schema: str, table: str) -> tuple[str, str]:
@@ -74,7 +73,7 @@ def table_fingerprint(cur: Any, target: str, date: dt.date, version: int) -> tup
 def rows_fingerprint(rows: pa.Table) -> tuple[int, ...]:
     """The same fingerprint of the rows about to be exported (Python ints: exact)."""
     ads = rows.column("ad_id").to_pylist()
-    us = [(w - _EPOCH) // dt.timedelta(microseconds=1) for w in rows.column("window_start").to_pylist()]
+    us = rows.column("window_start").cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_pylist()
     clicks = rows.column("clicks").to_pylist()
     spend = rows.column("spend_micros").to_pylist()
     paid = [(a, u, s) for a, u, s in zip(ads, us, spend, strict=True) if s is not None]
