@@ -114,13 +114,66 @@ def test_export_reexport_restatement_and_rollback(schema: str, tmp_path: Path) -
     # another OUT whose current version is older: refused (exit 2), unless --allow-rollback
     older = tmp_path / "older"
     reconcile(tmp_path / "o", older)
-    r = export(older, target(schema))
+    r = export(older, target(schema), "--replace-other-out")
     assert r.exit_code == 2 and r.stderr.count("\n") == 1, r.output
-    assert "refusing to export older version 1" in r.stderr
+    assert "refusing to export older version 1" in r.stderr and "(--allow-rollback to do it)" in r.stderr
     assert table_rows(schema) == new
-    r = export(older, target(schema), "--allow-rollback")
+    r = export(older, target(schema), "--allow-rollback", "--replace-other-out")
     assert r.exit_code == 0 and r.stdout.startswith(f"{D}: rolled back version 1 to {schema}.invoicing"), r.output
     assert table_rows(schema) == current_rows(older)
+
+
+def test_reexport_repairs_rows_changed_by_hand(schema: str, tmp_path: Path) -> None:
+    """The unchanged check compares the day's rows (a fingerprint on both sides), not only version and count."""
+    out = tmp_path / "out"
+    reconcile(tmp_path, out)
+    assert export(out, target(schema)).exit_code == 0
+    inv = f'"{schema}".invoicing'
+    repaired = f"{D}: repaired: the table's rows of {D} differed from version 1; {schema}.invoicing holds 2 rows"
+    changes = [(f"UPDATE {inv} SET clicks = clicks + 1000 WHERE date = $1 AND ad_id = 2", 2),  # the count stays
+               (f"UPDATE {inv} SET spend_micros = spend_micros + 1 WHERE date = $1 AND ad_id = 1", 2),
+               (f"UPDATE {inv} SET window_start = window_start + interval '1 minute' WHERE date = $1 AND ad_id = 1", 2),
+               (f"DELETE FROM {inv} WHERE date = $1 AND ad_id = 2", 1),
+               (f"INSERT INTO {inv} SELECT date, 999, window_start, 7, 0, billing_version FROM {inv} "
+                "WHERE date = $1 AND ad_id = 1", 3)]
+    for change, had in changes:
+        sql(change, (D,))
+        assert table_rows(schema) != current_rows(out)
+        r = export(out, target(schema))
+        assert r.exit_code == 0 and r.stdout == f"{repaired} (had {had})\n", (change, r.output)
+        assert table_rows(schema) == current_rows(out)
+        r = export(out, target(schema))
+        assert r.exit_code == 0 and " unchanged, " in r.stdout, r.output
+    before = sql(f'SELECT exported_at FROM "{schema}".invoicing_exports')
+    r = export(out, target(schema), "--force")
+    assert r.exit_code == 0, r.output
+    assert r.stdout == f"{D}: rewrote version 1 (forced); {schema}.invoicing holds 2 rows (had 2)\n"
+    assert table_rows(schema) == current_rows(out)
+    assert sql(f'SELECT exported_at FROM "{schema}".invoicing_exports') != before
+
+
+def test_an_export_from_another_out_is_refused(schema: str, tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    reconcile(tmp_path / "ta", a)
+    reconcile(tmp_path / "tb", b)
+    reconcile(tmp_path / "tb", b, extra_clicks=2)  # b's day is at version 2, a's at version 1
+    assert export(a, target(schema)).exit_code == 0
+    assert sql(f'SELECT out_uri FROM "{schema}".invoicing_exports') == [(str(a),)]
+    r = export(b, target(schema))
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1, r.output
+    assert f"was exported from OUT {a}, not {b}; refusing (--replace-other-out to do it)" in r.stderr
+    assert table_rows(schema) == current_rows(a)
+    r = export(b, target(schema), "--replace-other-out")
+    assert r.exit_code == 0 and r.stdout.startswith(f"{D}: restated version 2 "), r.output
+    assert table_rows(schema) == current_rows(b)
+    assert sql(f'SELECT out_uri FROM "{schema}".invoicing_exports') == [(str(b),)]
+    # a ledger made before the OUT was recorded: its rows (no OUT) keep working, and get one
+    sql(f'ALTER TABLE "{schema}".invoicing_exports DROP COLUMN out_uri')
+    r = export(b, target(schema))
+    assert r.exit_code == 0 and " unchanged, " in r.stdout, r.output
+    r = export(a, target(schema), "--allow-rollback")
+    assert r.exit_code == 0 and r.stdout.startswith(f"{D}: rolled back version 1 "), r.output
+    assert sql(f'SELECT out_uri FROM "{schema}".invoicing_exports') == [(str(a),)]
 
 
 @pytest.fixture
@@ -147,6 +200,10 @@ def test_errors_are_exit_2_one_line_without_the_password(schema: str, role: str,
         assert r.exit_code == 2, (uri, r.output)
         assert r.stderr.count("\n") == 1 and r.stderr.startswith("billing: error: ") and needle in r.stderr, r.stderr
         assert FAKE_PW not in r.output
+    # PostgreSQL's whole primary message, not cut off, and no SQL text
+    r = export(out, target(schema, role, FAKE_PW))
+    assert f"permission denied creating the tables: permission denied for schema {schema}\n" in r.stderr, r.stderr
+    assert "CREATE" not in r.stderr and "LINE" not in r.stderr, r.stderr
     assert sql("SELECT to_regclass($1)::text", (f'"{schema}".invoicing',)) == [(None,)]
     # a day without a version: exit 2 before any connection
     r = export(tmp_path / "empty", target(schema))

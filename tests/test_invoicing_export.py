@@ -329,3 +329,11 @@ def test_two_exports_of_one_day_at_once_are_serialised(schema: str) -> None:
     ((_, final, _, n),) = ledger(schema)
     assert rows_of(schema, D) == as_rows(totals(D, final, n=5000), final) and n == 5000
     assert final == 2 or not any(r.version == 2 for r in results)
+
+
+def test_the_out_recorded_in_the_ledger_carries_no_credentials() -> None:
+    from billing.io.invoicing_ledger import out_identity
+
+    assert out_identity(f"s3://AKIAX:{FAKE_PW}@lake/billing?region=eu") == "s3://lake/billing"
+    assert out_identity("s3://lake:9000/billing") == "s3://lake:9000/billing"
+    assert out_identity("/data/out") == "/data/out"

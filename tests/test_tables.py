@@ -262,3 +262,15 @@ def test_s3_through_the_cli(s3: Any, tmp_path: Path) -> None:
     log = [k for k in s3.keys("out/tables/totals/_delta_log/") if k.endswith(".json")]
     assert len(log) == 3  # CREATE TABLE, one commit per day; the backfill committed nothing
     assert env["AWS_SECRET_ACCESS_KEY"] not in r.stdout + r.stderr
+
+
+def test_current_paths_without_a_committed_day_is_exit_2(tmp_path: Path) -> None:
+    """Like export and show: an OUT that does not exist, or holds no committed day, is unusable input."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for out, as_json in ((tmp_path / "nonexistent", False), (empty, False), (empty, True)):
+        r = CliRunner().invoke(cli, ["current-paths", "--table", "totals", "--out", str(out),
+                                     *(["--json"] if as_json else [])])
+        assert r.exit_code == 2 and r.stdout == "", r.output
+        assert r.stderr == f"billing: error: no committed day under {out}\n", r.stderr
+    assert not (tmp_path / "nonexistent").exists()

@@ -55,12 +55,16 @@ def publish_tables(all_days: bool, as_json: bool, **kw: Any) -> None:
 @click.option("--to", "target", required=True, metavar="URI",
               help="postgresql://USER@HOST:PORT/DB?table=SCHEMA.TABLE (password: PGPASSWORD or ~/.pgpass).")
 @click.option("--allow-rollback", is_flag=True, help="Export the current version even if a newer one was exported.")
-def export(target: str, allow_rollback: bool, **kw: Any) -> None:
+@click.option("--replace-other-out", is_flag=True, help="Export even if the day was exported from another OUT.")
+@click.option("--force", is_flag=True, help="Rewrite the day's rows even if they match the exported version.")
+def export(target: str, allow_rollback: bool, replace_other_out: bool, force: bool, **kw: Any) -> None:
     """Export the day's current totals to the invoicing database, replacing the day in one transaction.
 
     Writes date, ad_id, window_start, clicks, spend_micros, billing_version into SCHEMA.TABLE and records
-    the exported version in SCHEMA.TABLE_exports (both created if absent). Exporting the same version
-    again changes nothing; an older one is refused (exit 2) unless --allow-rollback.
+    the exported version and OUT in SCHEMA.TABLE_exports (both created if absent). Exporting the same
+    version again changes nothing if the day's rows still match it (else they are repaired; --force rewrites
+    them anyway); an older one is refused (exit 2) unless --allow-rollback, another OUT's unless
+    --replace-other-out.
 
     \b
     Example:
@@ -69,7 +73,8 @@ def export(target: str, allow_rollback: bool, **kw: Any) -> None:
     from billing.day.export import export_current
 
     day, _ = _day(kw)
-    click.echo(export_current(day, target, allow_rollback=allow_rollback).message())
+    click.echo(export_current(day, target, allow_rollback=allow_rollback, replace_other_out=replace_other_out,
+                              force=force).message())
 
 
 @cli.command("current-paths")

@@ -218,4 +218,6 @@ def current_paths(out: Store, name: str) -> list[CurrentFile]:
         day = Day(out, date)
         v = day.require_current()
         found.append(CurrentFile(date, v, day.url(f"v={v}", f"{name}.parquet")))
+    if not found:
+        raise BadInputError(f"no committed day under {out.uri}")
     return found

@@ -24,17 +24,20 @@ The schema must exist. Two tables are created in it when absent (the role then n
         version         integer     NOT NULL,
         exported_at     timestamptz NOT NULL,   -- commit time of the export's transaction
         manifest_sha256 text        NOT NULL,
-        row_count       bigint      NOT NULL    -- rows of the day exported
+        row_count       bigint      NOT NULL,   -- rows of the day exported
+        out_uri         text                    -- the OUT exported from, without credentials (null: before it)
     );
 
 One transaction per export (PostgreSQL's default READ COMMITTED): a transaction-scoped advisory lock on
 (table, date) serialises two exports of one day; the ledger row is read; then either nothing happens
-(same version, same manifest SHA-256, and the day still holds the ledger's row count: ``unchanged``), or
-the day's rows are deleted, the new ones bulk-loaded with ``COPY`` (ADBC ingest, never row by row) and the
-ledger row upserted, and all of it commits at once. A reader in another connection sees the old version's
-rows or the new one's, never a mix and never an empty day; a failure anywhere rolls everything back. An
-older version than the one exported is refused unless ``allow_rollback``. Needed privileges: SELECT,
-INSERT, DELETE on both tables (UPDATE on the ledger), USAGE on the schema.
+(same version, same manifest SHA-256, and the day's rows have the version's fingerprint, see
+:mod:`billing.io.invoicing_ledger`: ``unchanged``; rows that differ are ``repaired``), or the day's rows are
+deleted, the new ones bulk-loaded with ``COPY`` (ADBC ingest, never row by row) and the ledger row upserted,
+and all of it commits at once. A reader in another connection sees the old version's rows or the new one's,
+never a mix and never an empty day; a failure anywhere rolls everything back. An older version than the one
+exported is refused unless ``allow_rollback``; a day exported from another OUT unless ``replace_other_out``.
+Needed privileges: SELECT, INSERT, DELETE on both tables (UPDATE on the ledger), USAGE on the schema (and
+ownership of a ledger made before ``out_uri``, once, to add that column).
 
 Errors (a bad URI, an unreachable server, failed authentication, a missing schema, missing privileges)
 raise :class:`billing.errors.BadInputError` (exit 2) with one line that never carries the password.
@@ -54,6 +57,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from billing.errors import BadInputError
+from billing.io.invoicing_ledger import LEDGER_SUFFIX, ddl, ensure_out_column, rows_fingerprint, table_fingerprint
 from billing.io.postgres import StreamDatabase, display_ident, quote_ident
 from billing.io.postgres_errors import connection_failure, error_detail, is_connection_failure, with_connect_timeout
 
@@ -61,7 +65,6 @@ TS = pa.timestamp("us", tz="UTC")
 #: The columns taken from the day's totals, in order, and their types.
 TOTALS_SCHEMA = pa.schema([("ad_id", pa.int64()), ("window_start", TS), ("clicks", pa.int64()),
                            ("spend_micros", pa.int64())])
-LEDGER_SUFFIX = "_exports"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _MAX_IDENT_BYTES = 63
 DEFAULT_LOCK_TIMEOUT_S = 60.0
@@ -92,8 +95,16 @@ class Export:
     """When the day's current rows were exported (for an unchanged export: the earlier export's time)."""
     created_tables: tuple[str, ...]
     seconds: float
+    repaired: bool = False
+    """The same version was exported, but the table's rows of the day differed from it: rewritten."""
+    forced: bool = False
+    """The same version was rewritten because ``force`` asked for it."""
 
     def message(self) -> str:
+        if self.repaired or self.forced:
+            why = (f"repaired: the table's rows of {self.date} differed from version {self.version}" if self.repaired
+                   else f"rewrote version {self.version} (forced)")
+            return f"{self.date}: {why}; {self.table} holds {self.rows} rows (had {self.rows_deleted})"
         if self.unchanged:
             return (f"{self.date}: unchanged, {self.table} already holds version {self.version} "
                     f"({self.rows} rows, exported {self.exported_at.isoformat()})")
@@ -101,19 +112,6 @@ class Export:
         before = f" (was version {self.previous_version}, {self.rows_deleted} rows)" \
             if self.previous_version is not None else ""
         return f"{self.date}: {verb} version {self.version} to {self.table}: {self.rows} rows{before}"
-
-
-def ddl(schema: str, table: str) -> tuple[str, str]:
-    """CREATE TABLE statements of the totals table and its ledger (identifiers quoted)."""
-    s = quote_ident(schema)
-    totals = (f"CREATE TABLE IF NOT EXISTS {s}.{quote_ident(table)} ("
-              "date date NOT NULL, ad_id bigint NOT NULL, window_start timestamptz NOT NULL, "
-              "clicks bigint NOT NULL, spend_micros bigint, billing_version integer NOT NULL, "
-              "PRIMARY KEY (date, ad_id, window_start))")
-    ledger = (f"CREATE TABLE IF NOT EXISTS {s}.{quote_ident(table + LEDGER_SUFFIX)} ("
-              "date date PRIMARY KEY, version integer NOT NULL, exported_at timestamptz NOT NULL, "
-              "manifest_sha256 text NOT NULL, row_count bigint NOT NULL)")
-    return totals, ledger
 
 
 def parse_target(uri: str) -> StreamDatabase:
@@ -166,7 +164,8 @@ def _lock_keys(db: StreamDatabase, date: dt.date) -> tuple[int, int]:
 
 
 def export_day(uri: str, date: dt.date, totals: pa.Table, *, version: int, manifest_sha256: str,
-               allow_rollback: bool = False, connect_timeout_s: float | None = None,
+               allow_rollback: bool = False, out_uri: str | None = None, replace_other_out: bool = False,
+               force: bool = False, connect_timeout_s: float | None = None,
                lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
                pause_hook: Callable[[], None] | None = None) -> Export:
     """Replace ``date``'s rows of the URI's table by ``totals`` (version ``version``) in one transaction.
@@ -174,7 +173,9 @@ def export_day(uri: str, date: dt.date, totals: pa.Table, *, version: int, manif
     The table is the URI's ``table=``; its ledger is ``TABLE_exports`` beside it. ``totals`` needs the
     columns ad_id, window_start (UTC, inside the day), clicks, spend_micros; others are ignored.
     ``pause_hook`` runs inside the transaction between the DELETE and the COPY (tests use it to hold a
-    half-done export open). ``lock_timeout_s`` bounds the wait for another export of the same day.
+    half-done export open). ``out_uri`` (OUT without credentials) is recorded in the ledger; a day recorded
+    from another OUT is refused unless ``replace_other_out``. ``force`` rewrites the same version.
+    ``lock_timeout_s`` bounds the wait for another export of the same day.
     """
     import adbc_driver_postgresql.dbapi as pg
 
@@ -214,32 +215,38 @@ def export_day(uri: str, date: dt.date, totals: pa.Table, *, version: int, manif
                     if not cur.fetchone()[0]:
                         cur.execute(create)
                         created.append(name)
+            ensure_out_column(cur, ledger)
             doing = f"locking {date} of {shown}"
             cur.execute("SELECT pg_advisory_xact_lock($1::int4, $2::int4)", parameters=(k1, k2))
             doing = f"reading {shown_ledger}"
-            cur.execute(f"SELECT version, manifest_sha256, exported_at, row_count FROM {ledger} WHERE date = $1",
-                        parameters=(date,))
+            cur.execute(f"SELECT version, manifest_sha256, exported_at, row_count, out_uri FROM {ledger} "
+                        "WHERE date = $1", parameters=(date,))
             before = cur.fetchone()
             previous = int(before[0]) if before else None
+            repaired = False
             if before is not None:
-                cur.execute(f"SELECT count(*) FROM {target} WHERE date = $1", parameters=(date,))
-                present = int(cur.fetchone()[0])
+                if out_uri is not None and before[4] is not None and before[4] != out_uri and not replace_other_out:
+                    raise BadInputError(
+                        f"{db.redacted()}: {date} of {shown} was exported from OUT {before[4]}, not {out_uri}; "
+                        "refusing (--replace-other-out to do it)")
                 if previous == version:
                     if before[1] != manifest_sha256:
                         raise BadInputError(
                             f"{db.redacted()}: {date} version {version} was exported with manifest SHA-256 "
                             f"{before[1][:12]}..., this one is {manifest_sha256[:12]}...: one version, two "
                             "contents; refusing")
-                    if present == int(before[3]):
+                    present = table_fingerprint(cur, target, date, version)
+                    repaired = present != rows_fingerprint(rows)
+                    if not (repaired or force):
                         conn.rollback()
                         return Export(date, shown, shown_ledger, db.redacted(), version, manifest_sha256, previous,
-                                      True, False, present, 0, before[2], tuple(created),
+                                      True, False, present[0], 0, before[2], tuple(created),
                                       round(time.perf_counter() - t0, 6))
-                    # rows were removed or added by hand since: the same version is written again
+                    # rows were changed by hand since (or --force): the same version is written again
                 elif previous is not None and previous > version and not allow_rollback:
                     raise BadInputError(
                         f"{db.redacted()}: {shown} holds version {previous} of {date}; refusing to export older "
-                        f"version {version} (allow a rollback to do it)")
+                        f"version {version} (--allow-rollback to do it)")
             doing = f"deleting {date} from {shown}"
             cur.execute(f"WITH gone AS (DELETE FROM {target} WHERE date = $1 RETURNING 1) SELECT count(*) FROM gone",
                         parameters=(date,))
@@ -250,11 +257,12 @@ def export_day(uri: str, date: dt.date, totals: pa.Table, *, version: int, manif
             if rows.num_rows:
                 cur.adbc_ingest(db.table, rows, mode="append", db_schema_name=db.schema)
             doing = f"writing {shown_ledger}"
-            cur.execute(f"INSERT INTO {ledger} (date, version, exported_at, manifest_sha256, row_count) "
-                        "VALUES ($1, $2, now(), $3, $4) ON CONFLICT (date) DO UPDATE SET version = EXCLUDED.version, "
-                        "exported_at = EXCLUDED.exported_at, manifest_sha256 = EXCLUDED.manifest_sha256, "
-                        "row_count = EXCLUDED.row_count RETURNING exported_at",
-                        parameters=(date, version, manifest_sha256, rows.num_rows))
+            cur.execute(f"INSERT INTO {ledger} AS l (date, version, exported_at, manifest_sha256, row_count, "
+                        "out_uri) VALUES ($1, $2, now(), $3, $4, $5) ON CONFLICT (date) DO UPDATE SET "
+                        "version = EXCLUDED.version, exported_at = EXCLUDED.exported_at, "
+                        "manifest_sha256 = EXCLUDED.manifest_sha256, row_count = EXCLUDED.row_count, "
+                        "out_uri = coalesce(EXCLUDED.out_uri, l.out_uri) RETURNING exported_at",
+                        parameters=(date, version, manifest_sha256, rows.num_rows, out_uri))
             exported_at = cur.fetchone()[0]
             doing = "committing"
         conn.commit()
@@ -267,7 +275,7 @@ def export_day(uri: str, date: dt.date, totals: pa.Table, *, version: int, manif
             conn.close()
     return Export(date, shown, shown_ledger, db.redacted(), version, manifest_sha256, previous, False,
                   previous is not None and previous > version, rows.num_rows, deleted, exported_at, tuple(created),
-                  round(time.perf_counter() - t0, 6))
+                  round(time.perf_counter() - t0, 6), repaired, force and previous == version and not repaired)
 
 
 def _error(db: StreamDatabase, e: Exception, *, connecting: bool, doing: str) -> Exception:

@@ -19,7 +19,12 @@ class Retryable(Exception):
 
 
 def error_detail(e: BaseException) -> str:
-    """One line out of an ADBC/libpq message, without its status prefix and echoed query."""
+    """One line out of an ADBC/libpq message, without its status prefix and echoed query: PostgreSQL's whole
+    primary message when the driver passes it on (``PG_DIAG_MESSAGE_PRIMARY``), else the message's first line."""
+    for key, value in getattr(e, "details", None) or ():
+        if key in (b"PG_DIAG_MESSAGE_PRIMARY", "PG_DIAG_MESSAGE_PRIMARY") and value:
+            raw = value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+            return re.sub(r"\s+", " ", raw).strip()[:300]
     text = str(e).split("\nQuery was:", 1)[0]
     text = re.sub(r"^[A-Z_]+: ", "", text.strip())
     text = re.sub(r"^\[libpq\] ", "", text)
