@@ -90,13 +90,16 @@ month: setup $(MDEMO)/out
 
 # The same demo day with its stream side in a PostgreSQL sink table (upsert-style; STREAM_DB_MODE=insert keeps
 # the sink's duplicate rows). The password, if any, comes from PGPASSWORD or ~/.pgpass, never from the URI here.
-STREAM_DB      ?= postgresql://postgres@127.0.0.1:5432/test?table=billing_demo.stream_minutes
+# Only the default demo table is replaced when it holds rows; a STREAM_DB of your own is refused if it does.
+STREAM_DB_DEMO := postgresql://postgres@127.0.0.1:5432/test?table=billing_demo.stream_minutes
+STREAM_DB      ?= $(STREAM_DB_DEMO)
 STREAM_DB_MODE ?= upsert
 
 reconcile-pg: setup
 	rm -rf $(DEMO)-pg
 	$(BIN)/billing demo --out $(DEMO)-pg --date $(DATE) --rows $(ROWS) --seed $(SEED) \
-	  --stream-db "$(STREAM_DB)" --stream-db-mode $(STREAM_DB_MODE)
+	  --stream-db "$(STREAM_DB)" --stream-db-mode $(STREAM_DB_MODE) \
+	  $(if $(filter $(STREAM_DB_DEMO),$(STREAM_DB)),--stream-db-replace)
 	@$(BIN)/billing reconcile --date $(DATE) --raw $(DEMO)-pg/raw --stream "$(STREAM_DB)" --out $(DEMO)-pg/out; \
 	rc=$$?; if [ $$rc -ne 0 ] && [ $$rc -ne 3 ]; then exit $$rc; fi; \
 	echo "report:  $(DEMO)-pg/out/dt=$(DATE)/$$(cat $(DEMO)-pg/out/dt=$(DATE)/_current.json | $(BIN)/python -c 'import json,sys; print(json.load(sys.stdin)["dir"])')/report.html"

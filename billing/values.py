@@ -129,6 +129,21 @@ def _duration(v: Any, opt: str) -> dt.timedelta:
     return parse_duration(v) or dt.timedelta(0)  # None only with allow_off
 
 
+#: PostgreSQL's largest ``statement_timeout`` (an int of milliseconds, about 24.8 days).
+PG_MAX_TIMEOUT_MS = 2_147_483_647
+
+
+def _statement_timeout(v: Any, opt: str) -> dt.timedelta | None:
+    """``off``: the server's setting; ``0``: no timeout (PostgreSQL's 0); else 1ms..PG_MAX_TIMEOUT_MS."""
+    d = parse_duration(v, allow_off=True)
+    if d is None or d == dt.timedelta(0):
+        return d
+    if not dt.timedelta(milliseconds=1) <= d <= dt.timedelta(milliseconds=PG_MAX_TIMEOUT_MS):
+        raise UsageError(f"{opt} {v}: out of range: from 1ms to {PG_MAX_TIMEOUT_MS}ms (about 24d, PostgreSQL's "
+                         f"limit), 0 for no timeout or 'off' for the server's setting")
+    return d
+
+
 def redact_uri(uri: str) -> str:
     """A database URI without its password (user:PASSWORD@ and password=/sslpassword= parameters)."""
     scheme, sep, rest = uri.partition("://")

@@ -112,7 +112,8 @@ input_options = _stack(
     _opt("--stream-columns", metavar="KEY=COLUMN,...", help="A stream table's columns: "
          "ad_id=COL,window_start=COL,clicks=COL[,spend_micros=COL] (unnamed keys: their own name)."),
     _opt("--pg-connect-timeout", help="How long connecting to a stream table's server may take."),
-    _opt("--pg-statement-timeout", help="How long reading a stream table may take; 'off' keeps the server's."),
+    _opt("--pg-statement-timeout",
+         help="How long reading a stream table may take (at most 24d); 0: no timeout; 'off' keeps the server's."),
 )
 semantics_options = _stack(
     _opt("--lateness", help="How far into D+1 (by arrival) clicks of D are read."),

@@ -123,8 +123,10 @@ def _print_summary(s: dict[str, Any], url: str, *, unchanged: bool, version: int
     click.echo(f"  valid {led['rows_valid']:,} - duplicates {led['duplicates_removed']:,} = "
                f"billable {led['billable_clicks']:,} + out of day {led['clicks_out_of_day']:,}; "
                f"conflicting ids {led['conflicting_click_ids']:,}")
+    rejected = ", ".join(f"{k} {v:,}" for k, v in st.get("invalid_by_reason", {}).items()) or "none"
     click.echo(f"  billable spend {_money(led['billable_spend_micros'])}; stream clicks {st['clicks']:,} "
-               f"({st['duplicate_keys']:,} duplicated sink keys, {st['rows_out_of_day']:,} rows of other days)")
+               f"({st['duplicate_keys']:,} duplicated sink keys, {st['rows_out_of_day']:,} rows of other days, "
+               f"{st.get('rows_invalid', 0):,} rows rejected: {rejected})")
     click.echo(f"  drift: {dr['keys']:,} keys, {dr['flagged']:,} flagged, net {dr['net_delta_clicks']:+,} clicks, "
                f"abs {dr['abs_delta_clicks']:,}; money at risk net {_money(dr['money']['net_at_risk_micros'])}")
     for cause, c in dr["by_cause"].items():
@@ -149,11 +151,13 @@ def _print_summary(s: dict[str, Any], url: str, *, unchanged: bool, version: int
               help="Consecutive days from --date (more than 1: a simpler lake per day, see README 'Closing a month').")
 @click.option("--spike-day", "spike_days", multiple=True, help="With --days: a day planted with 10x the drift.")
 @click.option("--stream-db", metavar="URI", help="Also load the demo's stream into this PostgreSQL table "
-              "(postgresql://host/db?table=SCHEMA.TABLE; replaced if it exists).")
+              "(postgresql://host/db?table=SCHEMA.TABLE; refused when it holds rows, see --stream-db-replace).")
+@click.option("--stream-db-replace", is_flag=True,
+              help="Drop and recreate the --stream-db table even if it holds rows.")
 @click.option("--stream-db-mode", type=click.Choice(["upsert", "insert"]), default="upsert", show_default=True,
               help="upsert: one row per key (primary key, last write wins); insert: every row, duplicates kept.")
 def demo(out_dir: str, date: str, rows: int, seed: int, layout: str, days: int, spike_days: tuple[str, ...],
-         stream_db: str | None, stream_db_mode: str) -> None:
+         stream_db: str | None, stream_db_mode: str, stream_db_replace: bool) -> None:
     """Write a demo lake (raw + stream) with planted faults, and the truth it planted.
 
     With --stream-db the stream side is loaded into a PostgreSQL sink table too, to reconcile from it.
@@ -188,6 +192,12 @@ def demo(out_dir: str, date: str, rows: int, seed: int, layout: str, days: int, 
                    f"({sum(w['raw_rows'] for w in written):,} rows), {Path(out_dir) / 'stream'}, "
                    f"truth in {Path(out_dir) / 'truth'}")
         return
+    if db is not None and stream_db and not stream_db_replace:
+        from billing.io.postgres_load import existing_rows
+
+        if held := existing_rows(stream_db):
+            raise UsageError(f"--stream-db: table {db.display} at {db.redacted()} already holds {held:,} rows: "
+                             f"the demo replaces it (pass --stream-db-replace to drop it, or name another table)")
     truth = generate(Path(out_dir), d, rows=rows, seed=seed, layout=layout)
     click.echo(f"demo lake for {d}: {Path(out_dir) / 'raw'} ({truth.ledger['rows_read']:,} rows in the horizon), "
                f"{Path(out_dir) / 'stream'}, truth in {Path(out_dir) / 'truth'}")
@@ -196,7 +206,10 @@ def demo(out_dir: str, date: str, rows: int, seed: int, layout: str, days: int, 
 
         loaded = load_stream_table(stream_db, Path(out_dir) / "stream", d,
                                    mode="insert" if stream_db_mode == "insert" else "upsert")
-        click.echo(f"stream sink table {loaded.table} at {db.redacted()} ({loaded.mode}): {loaded.rows_in_table:,} "
-                   f"rows of {d} from {loaded.rows_in_files:,} file rows; reconcile it with --stream '{db.redacted()}'")
+        other = loaded.rows_total - loaded.rows_in_table
+        dropped = f", {loaded.dropped_null_key:,} with a null key dropped" if loaded.dropped_null_key else ""
+        click.echo(f"stream sink table {loaded.table} at {db.redacted()} ({loaded.mode}): {loaded.rows_total:,} rows "
+                   f"({loaded.rows_in_table:,} of {d}, {other:,} of other days or without window_start) from "
+                   f"{loaded.rows_in_files:,} file rows{dropped}; reconcile it with --stream '{db.redacted()}'")
 
 

@@ -8,6 +8,9 @@ URI::
 
     postgresql://[user[:password]@]host[:port]/dbname?table=[SCHEMA.]TABLE[&libpq parameters]
 
+The host may also be given as libpq's ``host=`` parameter (``postgresql:///db?table=T&host=/var/run/postgresql``,
+a Unix socket directory) or percent-encoded in place (``postgresql://%2Fvar%2Frun%2Fpostgresql/db?table=T``).
+
 * ``table`` is required. Without a schema it means ``public.TABLE`` (never the server's ``search_path``:
   the manifest must name the table that was read). Identifiers follow PostgreSQL's rules: unquoted ones
   are folded to lower case, ``"Double Quoted"`` ones are kept as written (``""`` inside is one ``"``);
@@ -121,14 +124,15 @@ class StreamDatabase:
         userinfo, at, hosts = parts.netloc.rpartition("@")
         user, colon, raw_pw = userinfo.partition(":") if at else ("", "", "")
         password = unquote(raw_pw) if colon else None
-        if not hosts:
-            raise BadInputError("stream URI: no host (postgresql://host[:port]/dbname?table=...)")
         if not parts.path.strip("/"):
             raise BadInputError("stream URI: no database name (postgresql://host[:port]/dbname?table=...)")
         try:
             params = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
         except ValueError:
             raise BadInputError("stream URI: malformed query string") from None
+        if not hosts and not any(k in ("host", "hostaddr") and v for k, v in params):
+            raise BadInputError("stream URI: no host (postgresql://host[:port]/dbname?table=..., or a host= "
+                                "parameter: a name, an address or a Unix socket directory)")
         tables = [v for k, v in params if k == "table"]
         if len(tables) != 1:
             raise BadInputError("stream URI: exactly one table=[SCHEMA.]TABLE parameter is required")

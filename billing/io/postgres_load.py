@@ -27,6 +27,8 @@ class LoadResult:
     """Rows of the table with window_start in [D, D+1) UTC after the load."""
     dropped_null_key: int
     """``upsert`` only: rows with a null ad_id or window_start (a primary key cannot hold them)."""
+    rows_total: int = 0
+    """All rows of the table after the load (other days' rows included)."""
 
 
 def _stream_files(stream_dir: str | Path, date: dt.date) -> list[Path]:
@@ -50,6 +52,30 @@ def _file_rows(path: Path) -> pa.Table:
             c = c.cast(pa.timestamp(c.type.unit, tz="UTC"))
         cols.append(c.cast(f.type))
     return pa.Table.from_arrays(cols, schema=ROWS_SCHEMA)
+
+
+def existing_rows(uri: str) -> int | None:
+    """How many rows the URI's table holds now, None when it does not exist (the demo refuses to replace
+    a table holding rows unless told to)."""
+    import adbc_driver_postgresql.dbapi as pg
+
+    db = StreamDatabase.parse(uri)
+    try:
+        conn = pg.connect(with_connect_timeout(db.conninfo, None))
+    except Exception as e:
+        raise raise_as(db, e, connecting=True) from None
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT to_regclass($1) IS NOT NULL", parameters=(db.qualified,))
+            if not cur.fetchone()[0]:
+                return None
+            cur.execute(f"SELECT count(*) FROM {db.qualified}")
+            return int(cur.fetchone()[0])
+    except Exception as e:
+        raise raise_as(db, e, connecting=False) from None
+    finally:
+        with contextlib.suppress(Exception):
+            conn.close()
 
 
 def load_stream_table(uri: str, stream_dir: str | Path, date: dt.date, *,
@@ -110,6 +136,8 @@ def load_stream_table(uri: str, stream_dir: str | Path, date: dt.date, *,
             cur.execute(f"SELECT count(*) AS n FROM {db.qualified} WHERE {q['window_start']} >= $1::timestamptz "
                         f"AND {q['window_start']} < $2::timestamptz", parameters=(start, start + dt.timedelta(days=1)))
             in_day = int(cur.fetchone()[0])
+            cur.execute(f"SELECT count(*) AS n FROM {db.qualified}")
+            total = int(cur.fetchone()[0])
         conn.commit()
     except BadInputError:
         raise
@@ -118,4 +146,4 @@ def load_stream_table(uri: str, stream_dir: str | Path, date: dt.date, *,
     finally:
         with contextlib.suppress(Exception):
             conn.close()
-    return LoadResult(db.display, mode, rows.num_rows, in_day, dropped)
+    return LoadResult(db.display, mode, rows.num_rows, in_day, dropped, total)

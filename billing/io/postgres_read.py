@@ -112,8 +112,9 @@ def _check_columns(db: StreamDatabase, meta: dict[str, Any]) -> tuple[dict[str, 
 
 
 def _data_sql(db: StreamDatabase, columns: dict[str, str], kinds: dict[str, str]) -> str:
-    """Statement 2: the day's rows, normalised in the database. Only quoted identifiers are formatted in;
-    the day's bounds are the bound parameters $1 and $2 (timestamptz)."""
+    """Statement 2: the day's rows and the rows without window_start (they belong to no day: every day reads
+    them, to quarantine them as null_window_start), normalised in the database. Only quoted identifiers are
+    formatted in; the day's bounds are the bound parameters $1 and $2 (timestamptz)."""
     col = {k: quote_ident(v) for k, v in columns.items()}
     ws = col["window_start"]
     if kinds["window_start"] == "timestamp":  # naive = UTC: compare in the column's own type (indexes work)
@@ -123,7 +124,16 @@ def _data_sql(db: StreamDatabase, columns: dict[str, str], kinds: dict[str, str]
         ws_out, lo, hi = ws, "$1::timestamptz", "$2::timestamptz"
     spend = f"{col['spend_micros']}::int8" if "spend_micros" in col else "NULL::int8"
     return (f"SELECT {col['ad_id']}::int8 AS ad_id, {ws_out} AS window_start, {col['clicks']}::int8 AS clicks, "
-            f"{spend} AS spend_micros FROM {db.qualified} WHERE {ws} >= {lo} AND {ws} < {hi}")
+            f"{spend} AS spend_micros FROM {db.qualified} WHERE ({ws} >= {lo} AND {ws} < {hi}) OR {ws} IS NULL")
+
+
+def _out_of_range(db: StreamDatabase, columns: dict[str, str], kinds: dict[str, str]) -> BadInputError:
+    """A value beyond int64: only a ``numeric`` column can hold one (int2/4/8 fit), so it is named."""
+    suspects = [f"{display_ident(columns[k])} (mapped to {k})" for k in columns if kinds.get(k) == "numeric"]
+    where = (f"column {suspects[0]}" if len(suspects) == 1
+             else f"one of the numeric columns {', '.join(suspects)}")
+    return BadInputError(f"{db.redacted()}: a value of {where} of {db.display} does not fit int64 "
+                         f"(-9223372036854775808..9223372036854775807)")
 
 
 def _normalise(table: pa.Table) -> pa.Table:
@@ -157,7 +167,7 @@ def read_day(db: StreamDatabase, date: dt.date, *, connect_timeout_s: float | No
              statement_timeout: float | None = None, pause_hook: Callable[[], None] | None = None,
              attempts: int = DEFAULT_ATTEMPTS, backoff_s: float = DEFAULT_BACKOFF_S,
              check_only: bool = False) -> StreamRead:
-    """The rows of ``db`` whose window_start is in [date 00:00, date+1 00:00) UTC, in one snapshot.
+    """The rows of ``db`` whose window_start is in [date 00:00, date+1 00:00) UTC or NULL, in one snapshot.
 
     Two statements in one ``REPEATABLE READ READ ONLY`` transaction: (1) snapshot, server version, statement
     timeout and the table's column types, checked; (2) the day's rows with bound bounds. ``pause_hook`` runs
@@ -165,15 +175,16 @@ def read_day(db: StreamDatabase, date: dt.date, *, connect_timeout_s: float | No
     ``backoff_s``), then it is a :class:`BadInputError` like every other failure here.
 
     ``connect_timeout_s``: None means the URI's ``connect_timeout`` when it has one, else 10 s; a value
-    overrides the URI. ``statement_timeout``: seconds, None keeps the server's setting. ``check_only``: only
-    statement (1): the server, table and columns are checked (exit 2 when unusable), no row is read.
+    overrides the URI. ``statement_timeout``: seconds, None keeps the server's setting, 0 is no timeout.
+    ``check_only``: only statement (1): the server, table and columns are checked (exit 2 when unusable),
+    no row is read.
     """
     conninfo = with_connect_timeout(db.conninfo, connect_timeout_s)
     start = dt.datetime.combine(date, dt.time(), tzinfo=dt.UTC)
     bounds = (start, start + dt.timedelta(days=1))
     timeout = "current_setting('statement_timeout')" if statement_timeout is None else "$2"
     meta_params: tuple[Any, ...] = (db.qualified,) if statement_timeout is None else (
-        db.qualified, f"{max(1, round(statement_timeout * 1000))}ms")
+        db.qualified, "0" if statement_timeout == 0 else f"{max(1, round(statement_timeout * 1000))}ms")
     meta_sql = _META_SQL.format(timeout=timeout)
     t0 = time.perf_counter()
     for attempt in range(1, attempts + 1):
@@ -213,8 +224,13 @@ def _read_once(db: StreamDatabase, conninfo: str, meta_sql: str, meta_params: tu
             if bounds is not None:
                 if pause_hook is not None:
                     pause_hook()
-                cur.execute(_data_sql(db, columns, kinds), parameters=bounds)
-                table = cur.fetch_arrow_table()
+                try:
+                    cur.execute(_data_sql(db, columns, kinds), parameters=bounds)
+                    table = cur.fetch_arrow_table()
+                except Exception as e:
+                    if getattr(e, "sqlstate", None) == "22003":
+                        raise _out_of_range(db, columns, kinds) from None
+                    raise
         conn.rollback()  # read only: nothing to commit
     except BadInputError:
         raise

@@ -76,6 +76,10 @@ def open_store(uri: str, *, endpoint: str | None = None, max_attempts: int = S3_
         return S3Store(parsed.netloc, "/".join(parts), endpoint=endpoint, max_attempts=max_attempts)
     if parsed.scheme in ("", "file"):
         return LocalStore(Path(parsed.path if parsed.scheme == "file" else uri))
+    if parsed.scheme.lower().partition("+")[0] in ("postgresql", "postgres"):
+        shown = f"{parsed.scheme}://{parsed.hostname or ''}{parsed.path}"  # no user, password or parameters
+        raise StorageError(f"unsupported URI scheme {parsed.scheme}:// ({shown}): a stream table takes only "
+                           f"postgresql:// or postgres:// URIs (no driver suffix); files a local path or s3://")
     raise StorageError(f"unsupported location {uri!r}: use a local path or s3://bucket/prefix")
 
 

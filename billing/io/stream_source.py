@@ -103,7 +103,7 @@ class FileStream:
 
 @dataclass
 class DatabaseStream:
-    """A PostgreSQL sink table: day D's rows (window_start in [D, D+1) UTC) read once, in one snapshot.
+    """A PostgreSQL sink table: day D's rows (window_start in [D, D+1) UTC, or NULL) read once, in one snapshot.
 
     Rows come in key order (ad_id, window_start, clicks, spend_micros); ``row_no`` is the position in that
     order and ``file_id`` is 0, so a quarantined row is named by the table and that position.
