@@ -395,3 +395,13 @@ def test_day_sums_past_int64_are_reported_exactly(tmp_path: Path) -> None:
 
     (day,) = DeltaTable(str(tmp_path / "out" / "tables" / "days")).to_pyarrow_table().to_pylist()
     assert (day["stream_clicks"], day["abs_delta_clicks"], day["net_delta_clicks"]) == (50 + 2**63, 2**63, 2**63)
+
+
+@pytest.mark.parametrize("location", ["mysql://billing:s3cr3t-pw@db.example/prod?table=agg",
+                                      "clickhouse://u:s3cr3t-pw@ch:9000/db", "ftp://u:s3cr3t-pw@host/lake"])
+def test_an_unsupported_location_is_exit_2_without_its_password(tmp_path: Path, location: str) -> None:
+    good_lake(tmp_path)
+    r = invoke(tmp_path, stream=location)
+    assert r.exit_code == 2, r.output
+    assert "unsupported location" in r.output and "s3cr3t-pw" not in r.output
+    assert published_nothing(tmp_path / "out")

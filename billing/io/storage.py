@@ -80,7 +80,8 @@ def open_store(uri: str, *, endpoint: str | None = None, max_attempts: int = S3_
         shown = f"{parsed.scheme}://{parsed.hostname or ''}{parsed.path}"  # no user, password or parameters
         raise StorageError(f"unsupported URI scheme {parsed.scheme}:// ({shown}): a stream table takes only "
                            f"postgresql:// or postgres:// URIs (no driver suffix); files a local path or s3://")
-    raise StorageError(f"unsupported location {uri!r}: use a local path or s3://bucket/prefix")
+    shown = f"{parsed.scheme}://{parsed.hostname or ''}{parsed.path}"  # a URI may carry a password: never shown
+    raise StorageError(f"unsupported location {shown}: use a local path or s3://bucket/prefix")
 
 
 def contains(outer: Store, inner: Store) -> bool:
