@@ -175,3 +175,40 @@ def test_a_rerun_that_changes_no_money_leaves_no_open_adjustment(tmp_path: Path)
     r = _month(tmp_path, "--json")
     assert r.exit_code == 0, r.output
     assert json.loads(r.output)["verdict"]["open_adjustments"] == []
+
+
+@pytest.mark.parametrize(("env", "value"), [
+    ("BILLING_ANOMALY_K", "-1"), ("BILLING_ANOMALY_K", "0"), ("BILLING_ANOMALY_K", "nan"),
+    ("BILLING_ANOMALY_WINDOW", "0"), ("BILLING_ANOMALY_MIN_DAYS", "0"), ("BILLING_ANOMALY_FLOOR_RATE", "inf"),
+    ("BILLING_ANOMALY_FLOOR_MONEY", "-1"), ("BILLING_ANOMALY_FLOOR_REL", "-0.5")])
+def test_bad_anomaly_settings_are_refused_naming_the_variable(tmp_path: Path, env: str, value: str) -> None:
+    out = str(tmp_path / "out")
+    month = CliRunner().invoke(cli, ["month", "--month", "2026-11", "--out", out], env={env: value})
+    run = CliRunner().invoke(cli, ["reconcile", "--date", "2026-11-01", "--raw", str(tmp_path / "raw"),
+                                   "--stream", str(tmp_path / "stream"), "--out", out], env={env: value})
+    for r in (month, run):
+        _refused(r, env)
+        assert "--anomaly" not in r.output and "unexpected" not in r.output
+    assert not (tmp_path / "out").exists()  # refused before any work
+
+
+def test_a_bad_anomaly_key_in_the_config_file_is_named(tmp_path: Path) -> None:
+    cfg = tmp_path / "billing.toml"
+    cfg.write_text("anomaly_min_days = 0\n")
+    r = _run("month", "--config", str(cfg), "--month", "2026-11", "--out", str(tmp_path / "out"))
+    _refused(r, "anomaly_min_days", str(cfg))
+    assert "BILLING_" not in r.output and "--anomaly" not in r.output
+    cfg.write_text("anomaly_k = 2.5\nanomaly_window = 3\n")
+    assert _run("month", "--config", str(cfg), "--month", "2026-11", "--out", str(tmp_path / "out")).exit_code == 0
+
+
+def test_a_concurrent_month_build_names_the_month(tmp_path: Path) -> None:
+    from billing.io.storage import LocalStore
+    from billing.month.build import month_folder
+
+    (tmp_path / "out").mkdir()
+    with month_folder(LocalStore(tmp_path / "out"), FIRST).lock("other-run"):
+        r = _month(tmp_path)
+    _refused(r, "the month 2026-11 is being built by another run", "month=2026-11/_lock.json")
+    assert "reconciled" not in r.output and "2026-11-01" not in r.output
+    assert _month(tmp_path).exit_code == 0  # released: the next build goes through
