@@ -8,12 +8,13 @@ A day is anomalous on a measure when it departs from its reference days' median 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from billing.errors import UsageError
-from billing.values import _count, _float, _int
+from billing.values import _float, _int
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -35,17 +36,25 @@ class AnomalySettings:
     drift is a count of a few dozen windows in a small month, and its noise grows with it."""
 
     def __post_init__(self) -> None:
-        if not self.anomaly_k > 0:
-            raise UsageError(f"anomaly_k must be > 0, got {self.anomaly_k}")
-        if self.anomaly_window < 1:
-            raise UsageError("anomaly_window must be >= 1")
-        if min(self.anomaly_floor_rate, self.anomaly_floor_money, self.anomaly_floor_share, self.anomaly_floor_rel) < 0:
-            raise UsageError("the anomaly floors must be >= 0")
+        for name in ANOMALY_FIELDS:  # a backstop for configs built in code; the layers check as they parse
+            ANOMALY_PARSE[name](getattr(self, name), f"{name} ({'BILLING_' + name.upper()})")
+
+
+def _checked(parse: Callable[[Any, str], Any], ok: Callable[[float], bool], what: str) -> Callable[[Any, str], Any]:
+    def check(v: Any, label: str) -> Any:
+        x = parse(v, label)
+        if not ok(x):
+            raise UsageError(f"{label} must be {what}, got {v!r}")
+        return x
+    return check
 
 
 ANOMALY_FIELDS = ("anomaly_k", "anomaly_window", "anomaly_min_days", "anomaly_floor_rate", "anomaly_floor_money",
                   "anomaly_floor_share", "anomaly_floor_rel")
 #: How each setting's value is read when given as text (environment, file) or typed.
 ANOMALY_PARSE: dict[str, Callable[[Any, str], Any]] = {
-    "anomaly_k": _float, "anomaly_window": _count, "anomaly_min_days": _count, "anomaly_floor_rate": _float,
-    "anomaly_floor_money": _int, "anomaly_floor_share": _float, "anomaly_floor_rel": _float}
+    "anomaly_k": _checked(_float, lambda x: math.isfinite(x) and x > 0, "a finite number > 0"),
+    **dict.fromkeys(("anomaly_window", "anomaly_min_days"), _checked(_int, lambda x: x >= 1, "an integer >= 1")),
+    **dict.fromkeys(("anomaly_floor_rate", "anomaly_floor_share", "anomaly_floor_rel"),
+                    _checked(_float, lambda x: math.isfinite(x) and x >= 0, "a finite number >= 0")),
+    "anomaly_floor_money": _checked(_int, lambda x: x >= 0, "an integer >= 0 (micros)")}

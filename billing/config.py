@@ -19,7 +19,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from billing.anomaly_settings import ANOMALY_PARSE, AnomalySettings
+from billing.anomaly_settings import ANOMALY_FIELDS, ANOMALY_PARSE, AnomalySettings
 from billing.config_file import read_toml
 from billing.errors import UsageError
 from billing.values import (
@@ -212,13 +212,13 @@ class ReconcileConfig(AnomalySettings):
         values: dict[str, Any] = {}
         for name in names:
             f = _FIELDS[name]
-            given = _given(cli, name)
+            given, label = _given(cli, name), option(name)
             if given is None:
-                given = _from_env(env, name)
+                given, label = _from_env(env, name), env_name(name) if name in ANOMALY_FIELDS else label
             if given is None:
-                given = _given(table, name)
-            if given is not None:
-                values[name] = _PARSE[name](given, option(name))
+                given, label = _given(table, name), f"{name} in {file}" if name in ANOMALY_FIELDS else label
+            if given is not None:  # the anomaly settings have no option: named the way the user gave them
+                values[name] = _PARSE[name](given, label)
             elif f.default is not MISSING:
                 values[name] = f.default
             elif f.default_factory is not MISSING:

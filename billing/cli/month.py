@@ -14,9 +14,11 @@ from billing.cli import cli
 from billing.cli.options import (
     _check_writable,
     _day,
+    _delta,
     _dumps,
     _money,
     _settings,
+    _shown,
     config_option,
     day_options,
     month_options,
@@ -51,7 +53,7 @@ def sign_off(by: str, version: int | None, note: str | None, **kw: Any) -> None:
 
     day, _ = _day(kw)
     s = record(day, by=by, version=version, note=note)
-    click.echo(f"{s.date}: version {s.version} signed off by {s.by} at {s.at} (sign-off {s.seq})")
+    click.echo(f"{s.date}: version {s.version} signed off by {_shown(s.by)} at {s.at} (sign-off {s.seq})")
 
 
 @cli.command()
@@ -95,13 +97,13 @@ def adjustments(month: str, csv_path: str | None, as_json: bool, **kw: Any) -> N
         return
     click.echo(f"{first.strftime('%Y-%m')}: {len(days)} day(s) with an open adjustment, {len(rows)} ad row(s)")
     for s in days:
-        click.echo(f"  {s['date']}: signed-off v{s['signed_off_version']} ({s['by']}, {s['at']}) -> current "
-                   f"v{s['current_version']}: {s['ads']} ad(s), net {s['net_clicks_delta']:+,} clicks, "
-                   f"{_money(s['net_spend_micros_delta'])}")
+        click.echo(f"  {s['date']}: signed-off v{s['signed_off_version']} ({_shown(s['by'])}, {_shown(s['at'])}) "
+                   f"-> current v{s['current_version']}: {s['ads']} ad(s), net {s['net_clicks_delta']:+,} clicks, "
+                   f"{_delta(s['net_spend_micros_delta'])}")
     for r in rows:
         click.echo(f"    {r['date']} ad {r['ad_id']:>10}: clicks {r['signed_off_clicks']:,} -> {r['current_clicks']:,} "
                    f"({r['clicks_delta']:+,}), spend {_money(r['signed_off_spend_micros'])} -> "
-                   f"{_money(r['current_spend_micros'])} ({_money(r['spend_micros_delta'])})")
+                   f"{_money(r['current_spend_micros'])} ({_delta(r['spend_micros_delta'])})")
 
 
 @cli.command()

@@ -167,6 +167,21 @@ def _money(micros: int | None) -> str:
     return money(micros)
 
 
+def _delta(micros: int | None) -> str:
+    """A money delta exactly, to the micro and signed: 5000 micros -> ``+0.005000`` (never rounded to 0.00)."""
+    from billing.money import money
+
+    return "n/a" if micros is None else f"{'+' if micros > 0 else ''}{money(micros, 6)}"
+
+
+def _shown(text: str | None) -> str:
+    """A stored name or note for the terminal: control characters escaped (a newline cannot forge a line,
+    an ANSI escape cannot repaint the screen)."""
+    import unicodedata
+
+    return "".join(repr(c)[1:-1] if unicodedata.category(c) == "Cc" else c for c in text or "")
+
+
 def _dumps(obj: Any) -> str:
     """Strict JSON for people and schedulers: a NaN or infinity is a bug, never printed."""
     return json.dumps(obj, indent=2, allow_nan=False)

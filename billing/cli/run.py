@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from billing.cli import cli
-from billing.cli.options import _dumps, _load, _money, _opt, _settings, run_options
+from billing.cli.options import _delta, _dumps, _load, _money, _opt, _settings, _shown, run_options
 from billing.config import parse_date
 from billing.errors import UsageError
 
@@ -132,8 +132,8 @@ def _print_summary(s: dict[str, Any], url: str, *, unchanged: bool, version: int
     for cause, c in dr["by_cause"].items():
         click.echo(f"    {cause:<30} {c['keys']:>7,} keys {c['clicks']:>9,} clicks")
     if r := s.get("restates_signed_off"):
-        click.echo(f"  RESTATES signed-off version {r['signed_off_version']} ({r['by']}, {r['at']}): {r['ads']:,} ads, "
-                   f"net {r['net_clicks_delta']:+,} clicks, {_money(r['net_spend_micros_delta'])}")
+        click.echo(f"  RESTATES signed-off version {r['signed_off_version']} ({_shown(r['by'])}, {r['at']}): "
+                   f"{r['ads']:,} ads, net {r['net_clicks_delta']:+,} clicks, {_delta(r['net_spend_micros_delta'])}")
     if (a := s.get("anomalies")) and a["anomalous"]:
         click.echo(f"  anomalous against {a['reference_days']} reference days: {', '.join(a['flags'])}")
     if tables is not None:

@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from billing.cli import cli
-from billing.cli.options import _check_writable, _day, _dumps, _money, config_option, day_options
+from billing.cli.options import _check_writable, _day, _dumps, _money, _shown, config_option, day_options
 from billing.errors import UsageError
 
 log = logging.getLogger("billing")
@@ -100,8 +100,8 @@ def history(as_json: bool, **kw: Any) -> None:
                    f"{_money(r['billable_spend_micros']):>18} "
                    f"{'-' if r['restated_ads'] is None else r['restated_ads']:>12}  {r['run_id']}")
         for s in r["sign_offs"]:
-            click.echo(f"{'':>9}signed off by {s['by']} at {s['at']}{' (in force)' if s['in_force'] else ''}"
-                       f"{': ' + s['note'] if s['note'] else ''}")
+            click.echo(f"{'':>9}signed off by {_shown(s['by'])} at {_shown(s['at'])}"
+                       f"{' (in force)' if s['in_force'] else ''}{': ' + _shown(s['note']) if s['note'] else ''}")
 
 
 @cli.command("diff-versions")

@@ -75,6 +75,11 @@ class DayLock:
                            "acquired_at": self._acquired_at, "renewed_at": now.isoformat(),
                            "expires_at": (now + self.ttl).isoformat(), "beat": self._beats}, allow_nan=False).encode()
 
+    def _what(self) -> str:
+        """What the lock guards, for people: ``2026-11-01`` or ``the month 2026-11``."""
+        prefix = self.day.prefix
+        return f"the month {prefix.removeprefix('month=')}" if prefix.startswith("month=") else str(self.day.date)
+
     def acquire(self) -> None:
         store, url = self.day.out, self.day.url(LOCK)
         self._acquired_at = now_ms().isoformat()
@@ -88,15 +93,16 @@ class DayLock:
             elif other is not None and other.get("run_id") == self.run_id:
                 tag = found[1]  # our own create went through and its answer was lost; the retry saw it
             elif other is not None and not _stale(other):
+                busy = f"{self._what()} is being {'built' if self._what().startswith('the month') else 'reconciled'}"
                 raise LockedError(
-                    f"{self.day.date} is being reconciled by another run (host {other.get('host')}, "
+                    f"{busy} by another run (host {other.get('host')}, "
                     f"pid {other.get('pid')}, run {other.get('run_id')}, since {other.get('acquired_at')}, "
                     f"lock renewed until {other.get('expires_at')}); lock: {url}")
             else:
                 log.warning("breaking stale lock %s held by %s", url, other)
                 tag = store.write_if(self._path, body, found[1])  # only one breaker can win
             if tag is None:
-                raise LockedError(f"{self.day.date}: lost the race for {url} to another run")
+                raise LockedError(f"{self._what()}: lost the race for {url} to another run")
         self.tag = tag
         self._renewed = time.monotonic()
         base = store.read_tagged(self.day.path(CURRENT))

@@ -9,12 +9,14 @@ older sign-offs stay in the day's history.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from billing.day.publish import Day
 from billing.day.restatement import TOTALS_PER_AD, PerAd, per_ad_totals
 from billing.month.signoff import SignOff, in_force
+from billing.month.verified import checked
 
 ADJUSTMENT_COLUMNS = ["date", "ad_id", "signed_off_version", "current_version", "signed_off_by", "signed_off_at",
                       "signed_off_clicks", "current_clicks", "clicks_delta",
@@ -22,6 +24,8 @@ ADJUSTMENT_COLUMNS = ["date", "ad_id", "signed_off_version", "current_version", 
 
 
 def version_per_ad(day: Day, version: int) -> PerAd:
+    """Per-ad totals of a version's totals.parquet, once it was checked against the version's manifest."""
+    checked(day, version, "totals.parquet")
     return per_ad_totals(day.iter_batches(version, "totals.parquet", TOTALS_PER_AD))
 
 
@@ -31,6 +35,9 @@ def per_ad_changes(before: PerAd, after: PerAd) -> list[tuple[int, int, int, int
     for ad in sorted(set(before) | set(after)):
         cb, sb = before.get(ad, (0, None))
         ca, sa = after.get(ad, (0, None))
+        # an ad absent on one side had no clicks there: spend 0, unless spend is unknown (no cost column)
+        sb = 0 if ad not in before and sa is not None else sb
+        sa = 0 if ad not in after and sb is not None else sa
         if (cb, sb or 0) != (ca, sa or 0):
             out.append((ad, cb, ca, sb, sa))
     return out
@@ -64,12 +71,14 @@ class DayAdjustment:
                 "net_clicks_delta": clicks, "net_spend_micros_delta": spend}
 
 
-def open_adjustment(day: Day, signoff: SignOff | None = None, current: int | None = None) -> DayAdjustment | None:
+def open_adjustment(day: Day, signoff: SignOff | None = None, current: int | None = None,
+                    read: Callable[[Day, int], PerAd] = version_per_ad) -> DayAdjustment | None:
     """The day's open adjustment: None when never signed off, or when the current version is the one
-    signed off. A later version with the same per-ad figures is an adjustment with no rows."""
+    signed off, or when the current version has the same per-ad figures as the signed-off one (a re-run
+    with other settings changes no money: nothing is open)."""
     signoff = signoff or in_force(day)
     current = current if current is not None else day.current_version()
     if signoff is None or current is None or current == signoff.version:
         return None
-    changes = per_ad_changes(version_per_ad(day, signoff.version), version_per_ad(day, current))
-    return DayAdjustment(day.date, signoff, current, changes)
+    changes = per_ad_changes(read(day, signoff.version), read(day, current))
+    return DayAdjustment(day.date, signoff, current, changes) if changes else None

@@ -11,18 +11,20 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 
-from billing.day.publish import MANIFEST, Day
+from billing.day.publish import Day
 from billing.day.restatement import PerAd
 from billing.errors import UsageError
 from billing.io.storage import Store
 from billing.month.adjustments import DayAdjustment, open_adjustment, version_per_ad
-from billing.month.anomalies import AnomalyRule, current_summary, day_dates, judge, reference_days
+from billing.month.anomalies import AnomalyRule, day_dates, judge, reference_days
 from billing.month.signoff import in_force
+from billing.month.verified import checked
 
 ADS_COLUMNS = ["ad_id", "billable_clicks", "billable_spend_micros", "signed_off_clicks", "signed_off_spend_micros",
                "adjustment_clicks", "adjustment_spend_micros"]
@@ -111,6 +113,10 @@ def _drift_per_ad(day: Day, version: int) -> dict[int, tuple[int, int | None]]:
     return out
 
 
+def _reader(known: dict[int, PerAd]) -> Callable[[Day, int], PerAd]:
+    return lambda _day, version: known[version]
+
+
 def build_book(out: Store, first: dt.date, rule: AnomalyRule) -> Book:
     """The books of the month starting ``first``, from the days published under ``out``."""
     all_dates = day_dates(out)
@@ -118,7 +124,11 @@ def build_book(out: Store, first: dt.date, rule: AnomalyRule) -> Book:
 
     def summary_of(d: dt.date) -> dict[str, Any] | None:
         if d not in cache:
-            cache[d] = current_summary(out, d)
+            day = Day(out, d)
+            v = day.current_version()
+            if v is not None:
+                checked(day, v, "summary.json")
+            cache[d] = None if v is None else day.read_json(v, "summary.json")
         return cache[d]
 
     days, adjustments, anomalies, used = [], [], {}, {}
@@ -126,7 +136,7 @@ def build_book(out: Store, first: dt.date, rule: AnomalyRule) -> Book:
     signed_ads: dict[int, list[int | None]] = defaultdict(lambda: [0, None])
     signed_days_now: dict[int, list[int]] = defaultdict(lambda: [0, 0])  # current figures of signed-off days
     money: dict[int, list[Any]] = defaultdict(lambda: [0, None, 0, None])
-    any_signed = False
+    any_signed = signed_spend_known = False
     for d in month_days(first):
         day = Day(out, d)
         version = day.current_version()
@@ -135,7 +145,7 @@ def build_book(out: Store, first: dt.date, rule: AnomalyRule) -> Book:
             days.append({c: None for c in DAYS_COLUMNS} | {"date": d.isoformat(), "status": "missing",
                                                           "anomalous": False, "open_adjustment": False})
             continue
-        manifest = day.read_json(version, MANIFEST)
+        manifest = checked(day, version, "drift.parquet")
         used[d.isoformat()] = {"version": version, "outputs": {k: v["sha256"] for k, v in
                                                                  sorted(manifest.get("outputs", {}).items())}}
         signoff = in_force(day)
@@ -153,13 +163,15 @@ def build_book(out: Store, first: dt.date, rule: AnomalyRule) -> Book:
         if signoff is not None:
             any_signed = True
             signed: PerAd = current if signoff.version == version else version_per_ad(day, signoff.version)
+            signed_spend_known = signed_spend_known or s["ledger"]["billable_spend_micros"] is not None
             for ad, (c, sp) in signed.items():
                 signed_ads[ad][0] = (signed_ads[ad][0] or 0) + c
                 signed_ads[ad][1] = _add(signed_ads[ad][1], sp)
             for ad, (c, sp) in current.items():
                 signed_days_now[ad][0] += c
                 signed_days_now[ad][1] += sp or 0
-            adj = open_adjustment(day, signoff, version)
+            known = {version: current, signoff.version: signed}  # already read and checked
+            adj = open_adjustment(day, signoff, version, _reader(known))
             if adj is not None:
                 adjustments.extend(adj.rows())
         judged = judge(s, reference_days(out, d, rule, summary_of, all_dates), rule)
@@ -189,6 +201,8 @@ def build_book(out: Store, first: dt.date, rule: AnomalyRule) -> Book:
         asp: int | None
         if any_signed:
             sc, ssp = signed_ads.get(ad, (0, None))
+            if ad not in signed_ads and signed_spend_known:
+                ssp = 0  # no clicks on the signed-off days: spend 0 (empty only when spend is unknown)
             # the difference over signed-off days only: their current figures minus their signed-off ones
             now_c, now_sp = signed_days_now.get(ad, (0, 0))
             ac, asp = now_c - (sc or 0), now_sp - (ssp or 0)

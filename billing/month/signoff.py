@@ -13,11 +13,13 @@ import datetime as dt
 import hashlib
 import json
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
 from billing.day.publish import MANIFEST, Day
 from billing.errors import BadInputError, UsageError
+from billing.month.verified import sha256_of
 
 SIGNOFF = "_signoff"
 _RECORD = re.compile(r"^s=(\d+)\.json$")
@@ -38,33 +40,63 @@ class SignOff:
                 "note": self.note, "manifest_sha256": self.manifest_sha256}
 
 
-def sign_offs(day: Day) -> list[SignOff]:
-    """Every sign-off of the day, oldest first (the last one is in force)."""
+def _records(day: Day) -> list[tuple[int, str]]:
+    """(seq, path) of every sign-off file of the day, oldest first."""
     found = []
     for f in day.out.list_files(day.path(SIGNOFF)):
         m = _RECORD.match(f.path.rsplit("/", 1)[-1])
         if m:
-            data = day.out.read_bytes(f.path)
-            if data is None:
-                continue
-            d = json.loads(data)
-            found.append(SignOff(int(m.group(1)), d["date"], int(d["version"]), d["by"], d["at"], d.get("note"),
-                                 d["manifest_sha256"]))
-    return sorted(found, key=lambda s: s.seq)
+            found.append((int(m.group(1)), f.path))
+    return sorted(found)
+
+
+def _parse(day: Day, seq: int, path: str, data: bytes) -> SignOff:
+    try:
+        d = json.loads(data)
+        note = d.get("note")
+        record = SignOff(seq, str(d["date"]), int(d["version"]), str(d["by"]), str(d["at"]),
+                         None if note is None else str(note), str(d["manifest_sha256"]))
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        what = f"missing {e}" if isinstance(e, KeyError) else str(e).splitlines()[0]
+        raise BadInputError(f"{day.out.url(path)}: not a readable sign-off record ({what})") from None
+    if record.date != day.date.isoformat():
+        raise BadInputError(f"{day.out.url(path)}: a sign-off of {record.date} under the folder of {day.date}")
+    return record
+
+
+def _check(day: Day, path: str, record: SignOff, hashes: dict[int, str | None]) -> None:
+    """The recorded manifest_sha256 must be the hash of the manifest of the version it names."""
+    if record.version not in hashes:
+        data = day.out.read_bytes(day.path(f"v={record.version}", MANIFEST))
+        hashes[record.version] = None if data is None else hashlib.sha256(data).hexdigest()
+    actual = hashes[record.version]
+    if actual is None:
+        raise BadInputError(f"{day.out.url(path)}: names version {record.version} of {day.date}, which has no "
+                            f"manifest (not a committed version)")
+    if actual != record.manifest_sha256:
+        raise BadInputError(f"{day.out.url(path)}: its manifest_sha256 does not match the manifest of version "
+                            f"{record.version} of {day.date} (the sign-off or the manifest was edited)")
+
+
+def sign_offs(day: Day) -> list[SignOff]:
+    """Every sign-off of the day, oldest first (the last one is in force). Exit 2 naming the file for a
+    record that cannot be read or whose manifest_sha256 is not that of the version it names."""
+    found = []
+    hashes: dict[int, str | None] = {}
+    for seq, path in _records(day):
+        data = day.out.read_bytes(path)
+        if data is None:
+            continue
+        record = _parse(day, seq, path, data)
+        _check(day, path, record, hashes)
+        found.append(record)
+    return found
 
 
 def in_force(day: Day) -> SignOff | None:
     """The latest sign-off of the day, or None when it was never signed off."""
     found = sign_offs(day)
     return found[-1] if found else None
-
-
-def _sha256(day: Day, path: str) -> str:
-    h = hashlib.sha256()
-    with day.out.open_input(path) as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def verify(day: Day, version: int) -> str:
@@ -84,7 +116,7 @@ def verify(day: Day, version: int) -> str:
         if not day.out.exists(path):
             raise BadInputError(f"cannot sign off {day.date} version {version}: {day.url(f'v={version}', name)} "
                                 f"is missing")
-        if _sha256(day, path) != rec["sha256"]:
+        if sha256_of(day, path) != rec["sha256"]:
             raise BadInputError(f"cannot sign off {day.date} version {version}: {day.url(f'v={version}', name)} "
                                 f"no longer matches its manifest")
     return hashlib.sha256(data).hexdigest()
@@ -96,13 +128,16 @@ def sign_off(day: Day, *, by: str, version: int | None = None, note: str | None 
     for a version that is not committed or whose files no longer match its manifest."""
     if not by.strip():
         raise UsageError("--by must name the person signing off")
+    for option, value in (("--by", by), ("--note", note or "")):
+        if any(unicodedata.category(c) == "Cc" for c in value):
+            raise UsageError(f"{option} must not contain control characters (newlines, tabs, escapes): {value!r}")
     if version is None:
         version = day.current_version()
         if version is None:
             raise UsageError(f"cannot sign off {day.date}: no committed version under {day.out.uri}")
     manifest_sha = verify(day, version)
     at = (now or dt.datetime.now(dt.UTC)).isoformat(timespec="seconds")
-    seq = max([s.seq for s in sign_offs(day)], default=0) + 1
+    seq = max([seq for seq, _ in _records(day)], default=0) + 1
     while True:
         record = SignOff(seq, day.date.isoformat(), version, by, at, note or None, manifest_sha)
         body = (json.dumps(record.as_dict(), indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
