@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
-import shutil
 import statistics
 from collections import defaultdict
 from pathlib import Path
@@ -27,6 +26,7 @@ from billing.money import money
 from billing.month.anomalies import MAD_SCALE, AnomalyRule, judge
 from billing.month.signoff import sign_offs
 from billing.run.local import reconcile
+from tests.browser import opened
 
 FIRST = dt.date(2026, 11, 1)
 
@@ -278,8 +278,6 @@ def test_a_quiet_month_has_no_anomalous_day(tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.integration
 def test_month_html_in_headless_chromium(month_lake: Path, tmp_path: Path) -> None:
-    from playwright.sync_api import sync_playwright
-
     from tests.test_report import Refs
 
     page_file = month_lake / "out" / "month=2026-11" / "v=1" / "month.html"
@@ -290,27 +288,14 @@ def test_month_html_in_headless_chromium(month_lake: Path, tmp_path: Path) -> No
     assert "<script>alert" not in html and "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in html
     assert html.count("<script>") == 1
     m = json.loads((page_file.parent / "month.json").read_text())
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert chromium, "Debian's chromium is missing: `make browser` installs it"
-    problems: list[str] = []
-    requests: list[str] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
-        page = browser.new_page(viewport={"width": 1200, "height": 900})
-        page.on("console", lambda msg: problems.append(msg.text) if msg.type in ("error", "warning") else None)
-        page.on("pageerror", lambda exc: problems.append(str(exc)))
-        page.on("request", lambda req: requests.append(req.url))
-        page.goto(page_file.as_uri())
-        page.wait_for_selector("body[data-ready=yes]")
+    with opened(page_file) as seen:
+        page = seen.page
         text = page.inner_text("body")
         calendar = page.inner_text("#calendar")
         adjustments = page.inner_text("#adjustments")
         shot = tmp_path / "month.png"
         page.screenshot(path=str(shot), full_page=True)
-        browser.close()
-    assert problems == [] and requests == [page_file.as_uri()]
+    assert seen.problems == [] and seen.requests == [page_file.as_uri()]
     assert shot.stat().st_size > 50_000
     assert "Not closed" in text and f"{m['totals']['billable_clicks']:,}" in text
     assert money(m["totals"]["billable_spend_micros"]) in text

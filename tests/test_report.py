@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from billing.cli import cli
 from billing.money import money
 from billing.run.local import reconcile
+from tests.browser import opened
 from tests.lake import at, click, config, write_raw, write_stream
 
 
@@ -116,33 +117,17 @@ def test_report_command_rerenders_from_stored_outputs(published: Path, tmp_path:
 
 @pytest.mark.integration
 def test_report_in_headless_chromium(published: Path, tmp_path: Path) -> None:
-
-    from playwright.sync_api import sync_playwright
-
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert chromium, "Debian's chromium is missing: `make browser` installs it"
     summary = json.loads((published / "summary.json").read_text())
-    problems: list[str] = []
-    requests: list[str] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
-        page = browser.new_page(viewport={"width": 1200, "height": 900})
-        page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None)
-        page.on("pageerror", lambda exc: problems.append(str(exc)))
-        page.on("request", lambda req: requests.append(req.url))
-        page.goto((published / "report.html").as_uri())
-        page.wait_for_selector("body[data-ready=yes]")
+    with opened(published / "report.html") as seen:
+        page = seen.page
         text = page.inner_text("body")
         page.locator("#top-delta th", has_text="delta").click()  # the inline sorter: ascending by delta
         cells = page.locator("#top-delta tbody tr td:nth-child(5)").all_inner_texts()
         deltas = [int(t.replace(",", "")) for t in cells]
         shot = tmp_path / "report.png"
         page.screenshot(path=str(shot), full_page=True)
-        browser.close()
-    assert problems == []
-    assert requests == [(published / "report.html").as_uri()]  # nothing else was fetched
+    assert seen.problems == []
+    assert seen.requests == [(published / "report.html").as_uri()]  # nothing else was fetched
     assert shot.stat().st_size > 50_000
     assert len(deltas) > 1 and deltas == sorted(deltas)
     assert "Drift flagged" in text

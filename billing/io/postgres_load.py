@@ -5,9 +5,10 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -54,28 +55,36 @@ def _file_rows(path: Path) -> pa.Table:
     return pa.Table.from_arrays(cols, schema=ROWS_SCHEMA)
 
 
-def existing_rows(uri: str) -> int | None:
-    """How many rows the URI's table holds now, None when it does not exist (the demo refuses to replace
-    a table holding rows unless told to)."""
+@contextlib.contextmanager
+def _session(db: StreamDatabase) -> Iterator[Any]:
+    """A connection to the URI's database; libpq failures become one-line errors without the password."""
     import adbc_driver_postgresql.dbapi as pg
 
-    db = StreamDatabase.parse(uri)
     try:
         conn = pg.connect(with_connect_timeout(db.conninfo, None))
     except Exception as e:
         raise raise_as(db, e, connecting=True) from None
     try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT to_regclass($1) IS NOT NULL", parameters=(db.qualified,))
-            if not cur.fetchone()[0]:
-                return None
-            cur.execute(f"SELECT count(*) FROM {db.qualified}")
-            return int(cur.fetchone()[0])
+        yield conn
+    except BadInputError:
+        raise
     except Exception as e:
         raise raise_as(db, e, connecting=False) from None
     finally:
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception):  # the failure that matters is already raised
             conn.close()
+
+
+def existing_rows(uri: str) -> int | None:
+    """How many rows the URI's table holds now, None when it does not exist (the demo refuses to replace
+    a table holding rows unless told to)."""
+    db = StreamDatabase.parse(uri)
+    with _session(db) as conn, conn.cursor() as cur:
+        cur.execute("SELECT to_regclass($1) IS NOT NULL", parameters=(db.qualified,))
+        if not cur.fetchone()[0]:
+            return None
+        cur.execute(f"SELECT count(*) FROM {db.qualified}")
+        return int(cur.fetchone()[0])
 
 
 def load_stream_table(uri: str, stream_dir: str | Path, date: dt.date, *,
@@ -90,8 +99,6 @@ def load_stream_table(uri: str, stream_dir: str | Path, date: dt.date, *,
     drops and recreates the table first; otherwise rows are added to it (created when missing). Column
     names follow ``columns`` (the same mapping the reader takes). One transaction: all or nothing.
     """
-    import adbc_driver_postgresql.dbapi as pg
-
     if mode not in ("upsert", "insert"):
         raise BadInputError(f"load mode must be upsert or insert, not {mode!r}")
     db = StreamDatabase.parse(uri, columns)
@@ -106,11 +113,7 @@ def load_stream_table(uri: str, stream_dir: str | Path, date: dt.date, *,
     ddl = (f"CREATE TABLE IF NOT EXISTS {db.qualified} ({q['ad_id']} bigint, {q['window_start']} timestamptz, "
            f"{q['clicks']} bigint, {q['spend_micros']} bigint{pk})")
     dropped = 0
-    try:
-        conn = pg.connect(with_connect_timeout(db.conninfo, None))
-    except Exception as e:
-        raise raise_as(db, e, connecting=True) from None
-    try:
+    with _session(db) as conn:
         with conn.cursor() as cur:
             cur.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(db.schema)}")
             if replace:
@@ -139,11 +142,4 @@ def load_stream_table(uri: str, stream_dir: str | Path, date: dt.date, *,
             cur.execute(f"SELECT count(*) AS n FROM {db.qualified}")
             total = int(cur.fetchone()[0])
         conn.commit()
-    except BadInputError:
-        raise
-    except Exception as e:
-        raise raise_as(db, e, connecting=False) from None
-    finally:
-        with contextlib.suppress(Exception):
-            conn.close()
     return LoadResult(db.display, mode, rows.num_rows, in_day, dropped, total)
