@@ -120,7 +120,7 @@ def test_sigkill_at_every_point_local(demo_lake: Path, tmp_path: Path) -> None:
     for name in OUTPUT_FILES:
         assert sha(out.read(f"{DAY}/v={result['version']}/{name}")) == sha((Path(clean.commit.url) / name).read_bytes())
     assert not (tmp_path / "out" / DAY / "_lock.json").exists()
-    assert result["killed"] == len(KILL_POINTS) + 1
+    assert result["killed"] == len(KILL_POINTS) + len(faults.COMMITTED)
 
 
 @pytest.mark.slow
@@ -133,7 +133,7 @@ def test_sigkill_at_every_point_s3(s3, demo_lake: Path) -> None:
     from tests.test_publish import glob_versions_s3
 
     result = crash_matrix(raw, stream, S3Out(s3, "out"), env, lambda: glob_versions_s3(s3, "out"))
-    assert result["killed"] == len(KILL_POINTS) + 1
+    assert result["killed"] == len(KILL_POINTS) + len(faults.COMMITTED)
 
 
 def test_concurrent_run_fails_with_exit_2_naming_the_holder(demo_lake: Path, tmp_path: Path) -> None:
