@@ -46,6 +46,8 @@ def test_plan_run_slices_merge_equals_one_process(demo_lake: Path, tmp_path: Pat
     assert m.exit_code == 3, m.output
     vdir = tmp_path / "fanout" / f"dt={DEMO_DATE}" / "v=1"
     printed = json.loads(m.stdout)
+    tables = printed["publish"].pop("tables")  # merge brings the Delta tables level too
+    assert tables["version"] == 1 and tables["written"] == ["totals", "drift", "conflicts", "quarantine", "days"]
     assert printed["publish"] == {"version": 1, "dir": "v=1", "unchanged": False, "url": str(vdir)}
     assert {k: v for k, v in printed.items() if k != "publish"} == json.loads((vdir / "summary.json").read_text())
     a = tmp_path / "single" / f"dt={DEMO_DATE}" / "v=1"
@@ -53,8 +55,9 @@ def test_plan_run_slices_merge_equals_one_process(demo_lake: Path, tmp_path: Pat
     for name in CONTENT_FILES:
         assert sha(a / name) == sha(b / name), name
     retried = runner.invoke(cli, ["-q", "merge", "--plan", plan_uri, "--json"])
-    assert retried.exit_code == 3 and json.loads(retried.stdout)["publish"] == {
-        "version": 1, "dir": "v=1", "unchanged": True, "url": str(vdir)}
+    again = json.loads(retried.stdout)["publish"]
+    assert retried.exit_code == 3 and again.pop("tables")["written"] == []  # nothing committed to the tables
+    assert again == {"version": 1, "dir": "v=1", "unchanged": True, "url": str(vdir)}
     bad = runner.invoke(cli, ["run-slice", "--plan", plan_uri, "--slice", "9"])
     assert bad.exit_code == 2 and "the plan has slices 0..3" in bad.stderr
 
