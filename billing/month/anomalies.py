@@ -33,13 +33,14 @@ _DAY_DIR = re.compile(r"^dt=(\d{4}-\d{2}-\d{2})$")
 
 @dataclass(frozen=True)
 class AnomalyRule:
-    k: float = 5.0
-    window: int = 28
-    min_days: int = 7
-    floor_rate: float = 0.001
-    floor_money: int = 1_000_000
-    floor_share: float = 0.1
-    floor_rel: float = 0.25
+    # The defaults are the settings' (billing.anomaly_settings): one place for them.
+    k: float = AnomalySettings.anomaly_k
+    window: int = AnomalySettings.anomaly_window
+    min_days: int = AnomalySettings.anomaly_min_days
+    floor_rate: float = AnomalySettings.anomaly_floor_rate
+    floor_money: int = AnomalySettings.anomaly_floor_money
+    floor_share: float = AnomalySettings.anomaly_floor_share
+    floor_rel: float = AnomalySettings.anomaly_floor_rel
 
     @classmethod
     def from_settings(cls, s: AnomalySettings | dict[str, Any]) -> AnomalyRule:
