@@ -3,7 +3,10 @@ connection to retry. Shared by the stream reader and the invoicing export."""
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
+from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from billing.errors import BadInputError
@@ -108,3 +111,25 @@ def raise_as(db: StreamDatabase, e: Exception, *, connecting: bool) -> Exception
     if err is None:
         return e
     return err
+
+
+@contextlib.contextmanager
+def session(db: StreamDatabase, conninfo: str) -> Iterator[Any]:
+    """An ADBC connection to ``db`` (autocommit off: the driver opens the transaction block); every libpq
+    failure, connecting or inside the block, becomes billing's one-line error without the password (or
+    :class:`Retryable`); the connection is closed whatever happens."""
+    import adbc_driver_postgresql.dbapi as pg
+
+    try:
+        conn = pg.connect(conninfo)
+    except Exception as e:
+        raise raise_as(db, e, connecting=True) from None
+    try:
+        yield conn
+    except BadInputError:
+        raise
+    except Exception as e:
+        raise raise_as(db, e, connecting=False) from None
+    finally:
+        with contextlib.suppress(Exception):  # closing a connection the server already dropped
+            conn.close()

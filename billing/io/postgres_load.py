@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import pyarrow as pa
@@ -16,7 +14,7 @@ import pyarrow.parquet as pq
 
 from billing.errors import BadInputError
 from billing.io.postgres import KEYS, ROWS_SCHEMA, StreamDatabase, quote_ident
-from billing.io.postgres_errors import raise_as, with_connect_timeout
+from billing.io.postgres_errors import session, with_connect_timeout
 
 
 @dataclass(frozen=True)
@@ -55,31 +53,11 @@ def _file_rows(path: Path) -> pa.Table:
     return pa.Table.from_arrays(cols, schema=ROWS_SCHEMA)
 
 
-@contextlib.contextmanager
-def _session(db: StreamDatabase) -> Iterator[Any]:
-    """A connection to the URI's database; libpq failures become one-line errors without the password."""
-    import adbc_driver_postgresql.dbapi as pg
-
-    try:
-        conn = pg.connect(with_connect_timeout(db.conninfo, None))
-    except Exception as e:
-        raise raise_as(db, e, connecting=True) from None
-    try:
-        yield conn
-    except BadInputError:
-        raise
-    except Exception as e:
-        raise raise_as(db, e, connecting=False) from None
-    finally:
-        with contextlib.suppress(Exception):  # the failure that matters is already raised
-            conn.close()
-
-
 def existing_rows(uri: str) -> int | None:
     """How many rows the URI's table holds now, None when it does not exist (the demo refuses to replace
     a table holding rows unless told to)."""
     db = StreamDatabase.parse(uri)
-    with _session(db) as conn, conn.cursor() as cur:
+    with session(db, with_connect_timeout(db.conninfo, None)) as conn, conn.cursor() as cur:
         cur.execute("SELECT to_regclass($1) IS NOT NULL", parameters=(db.qualified,))
         if not cur.fetchone()[0]:
             return None
@@ -113,7 +91,7 @@ def load_stream_table(uri: str, stream_dir: str | Path, date: dt.date, *,
     ddl = (f"CREATE TABLE IF NOT EXISTS {db.qualified} ({q['ad_id']} bigint, {q['window_start']} timestamptz, "
            f"{q['clicks']} bigint, {q['spend_micros']} bigint{pk})")
     dropped = 0
-    with _session(db) as conn:
+    with session(db, with_connect_timeout(db.conninfo, None)) as conn:
         with conn.cursor() as cur:
             cur.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(db.schema)}")
             if replace:

@@ -9,7 +9,6 @@ empty day hashes the empty string). The same rows give the same digest whatever 
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
 import logging
@@ -24,7 +23,7 @@ import pyarrow.compute as pc
 
 from billing.errors import BadInputError
 from billing.io.postgres import KEYS, ROWS_SCHEMA, TS, StreamDatabase, display_ident, quote_ident
-from billing.io.postgres_errors import Retryable, raise_as, with_connect_timeout
+from billing.io.postgres_errors import Retryable, session, with_connect_timeout
 
 log = logging.getLogger(__name__)
 
@@ -207,13 +206,7 @@ def read_day(db: StreamDatabase, date: dt.date, *, connect_timeout_s: float | No
 def _read_once(db: StreamDatabase, conninfo: str, meta_sql: str, meta_params: tuple[Any, ...],
                bounds: tuple[dt.datetime, dt.datetime] | None,
                pause_hook: Callable[[], None] | None) -> tuple[dict[str, Any], pa.Table]:
-    import adbc_driver_postgresql.dbapi as pg
-
-    try:
-        conn = pg.connect(conninfo)  # autocommit off: the driver opens the transaction block
-    except Exception as e:
-        raise raise_as(db, e, connecting=True) from None
-    try:
+    with session(db, conninfo) as conn:  # autocommit off: the driver opens the transaction block
         with conn.cursor() as cur:
             # Must be the first statement of the block; the snapshot is taken by statement 1 below.
             cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
@@ -232,12 +225,5 @@ def _read_once(db: StreamDatabase, conninfo: str, meta_sql: str, meta_params: tu
                         raise _out_of_range(db, columns, kinds) from None
                     raise
         conn.rollback()  # read only: nothing to commit
-    except BadInputError:
-        raise
-    except Exception as e:
-        raise raise_as(db, e, connecting=False) from None
-    finally:
-        with contextlib.suppress(Exception):  # closing a connection the server already dropped
-            conn.close()
     meta["columns"] = columns
     return meta, table
