@@ -506,7 +506,8 @@ def facts(rows):
 
 def batch_windows(con, parts, shared):
     con.register("batch_facts", pa.concat_tables([facts(p) for p in parts]))
-    sql.run(con, "batch_windows", shared_lo=[lo for lo, _ in shared], shared_hi=[hi for _, hi in shared])
+    sql.run(con, "shared_spans", shared_lo=[lo for lo, _ in shared], shared_hi=[hi for _, hi in shared])
+    sql.run(con, "batch_windows")
     return sorted((a, w.minute, c, sp, d, late) for a, w, c, sp, d, late in con.execute(
         "SELECT * FROM batch_windows").fetchall())
 

@@ -77,8 +77,8 @@ def diff(con: duckdb.DuckDBPyConnection, cfg: ReconcileConfig, facts: duckdb.Duc
     # millions of sink rows are not held twice (issue 5's memory cap).
     del facts, stream
     try:
-        sql.run(con, "batch_windows", shared_lo=[lo for lo, _ in shared], shared_hi=[hi for _, hi in shared])
-        con.unregister("batch_facts")
+        sql.run(con, "shared_spans", shared_lo=[lo for lo, _ in shared], shared_hi=[hi for _, hi in shared])
+        sql.run(con, "batch_windows")
         sql.run(con, "stream_rows")
         sql.run(con, "stream_windows", day_start=start, day_end=end)
         for r in sql.fetch_dicts(con, "stream_overflow"):
@@ -97,7 +97,9 @@ def diff(con: duckdb.DuckDBPyConnection, cfg: ReconcileConfig, facts: duckdb.Duc
         # holding all of them at once set the run's peak memory. So did sorting the drift while the
         # tables it comes from were still held.
         con.execute("DROP TABLE stream_windows")
-        con.execute("DROP TABLE batch_windows")
+        con.execute("DROP VIEW batch_windows")
+        con.execute("DROP TABLE shared_spans")
+        con.unregister("batch_facts")
         pair_shifts(con)
         sql.run(con, "attribute")
         sql.run(con, "drift_money", stream_has_spend=stream_has_spend)

@@ -28,6 +28,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +38,7 @@ from billing import faults, schemas
 from billing.day.lock import new_run_id
 from billing.day.publish import MANIFEST, Day
 from billing.errors import BadInputError, LockedError, StorageError
-from billing.io.delta import replace_day
+from billing.io.delta import DayRows, replace_day
 from billing.io.delta_read import day_version
 from billing.io.storage import Store
 
@@ -126,11 +127,15 @@ def publish_current(day: Day, version: int, *, s3_endpoint: str | None = None) -
     return result
 
 
-def _version_rows(day: Day, version: int, name: str) -> pa.Table:
-    schema = _SCHEMAS[name]
-    batches = list(day.iter_batches(version, SOURCES[name], schema.names))
-    table = pa.Table.from_batches(batches) if batches else schema.empty_table()
-    return table.select(schema.names).cast(schema).replace_schema_metadata(None)
+def _version_rows(day: Day, version: int, name: str) -> DayRows:
+    """The table's rows of ``version``, from its published file, a batch at a time."""
+    schema = _SCHEMAS[name].remove_metadata()
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for batch in day.iter_batches(version, SOURCES[name], schema.names):
+            yield from pa.Table.from_batches([batch]).select(schema.names).cast(schema).to_batches()
+
+    return DayRows(schema, batches)
 
 
 def _day_row(day: Day, version: int, manifest_sha256: str, manifest: dict[str, Any]) -> pa.Table:

@@ -44,7 +44,8 @@ import os
 import random
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -156,7 +157,31 @@ def with_date(date: dt.date, table: pa.Table) -> pa.Table:
                             if table.num_rows else pa.array([], pa.date32()))
 
 
-def replace_day(table_uri: str, date: dt.date, table: pa.Table, *, metadata: Mapping[str, str],
+@dataclass(frozen=True)
+class DayRows:
+    """A day's rows read a batch at a time, as often as a commit is tried: ``batches()`` starts over each time.
+
+    A day's drift on a long-tail day is tens of millions of rows: held whole in Arrow while delta-rs encodes
+    them, it set the run's peak memory (the 100M-row long-tail day: 14 GiB in the tables stage)."""
+
+    schema: pa.Schema
+    batches: Callable[[], Iterator[pa.RecordBatch]]
+
+
+def _batches_with_date(date: dt.date, rows: pa.Table | DayRows) -> pa.RecordBatchReader:
+    if isinstance(rows, pa.Table):
+        table = with_date(date, rows)
+        return pa.RecordBatchReader.from_batches(table.schema, table.to_batches())
+    schema = with_date(date, rows.schema.empty_table()).schema
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for batch in rows.batches():
+            yield from with_date(date, pa.Table.from_batches([batch], rows.schema)).to_batches()
+
+    return pa.RecordBatchReader.from_batches(schema, batches())
+
+
+def replace_day(table_uri: str, date: dt.date, table: pa.Table | DayRows, *, metadata: Mapping[str, str],
                 storage_options: Mapping[str, str] | None = None, attempts: int = DEFAULT_ATTEMPTS,
                 backoff_s: float = DEFAULT_BACKOFF_S) -> int:
     """Replace partition ``date`` of the Delta table at ``table_uri`` by ``table``'s rows in one commit.
@@ -173,16 +198,17 @@ def replace_day(table_uri: str, date: dt.date, table: pa.Table, *, metadata: Map
     from deltalake.exceptions import CommitFailedError, SchemaMismatchError
 
     meta = _check_metadata(date, metadata)
-    rows = with_date(date, table)
+    schema = with_date(date, table.schema.empty_table() if isinstance(table, DayRows) else table).schema
     opts = storage_options_for(table_uri, storage_options)
     predicate = f"{PARTITION} = '{date.isoformat()}'"
     props = CommitProperties(custom_metadata=meta,
                              app_transactions=[Transaction(app_id(date), int(meta["billing_version"]))])
     for attempt in range(1, attempts + 1):
-        dtab = _open_or_create(table_uri, rows.schema, opts)
+        dtab = _open_or_create(table_uri, schema, opts)
         try:
             # Through the DeltaTable object: after the commit its version is this commit's, re-based or not.
-            write_deltalake(dtab, rows, mode="overwrite", predicate=predicate, commit_properties=props)
+            write_deltalake(dtab, _batches_with_date(date, table), mode="overwrite", predicate=predicate,
+                            commit_properties=props)
             return int(dtab.version())
         except SchemaMismatchError as e:
             raise StorageError(_one_line(table_uri, f"the rows for {date} do not match the table's schema", e,

@@ -11,8 +11,11 @@
 -- fetches it in key order.
 CREATE OR REPLACE TEMP TABLE drift_priced AS
 WITH ad_price AS (
+  -- only for the ads with a window without batch clicks: the CASE below reads it for no other key
   SELECT ad_id, sum(batch_spend_micros) AS spend, sum(batch_clicks) AS clicks
-  FROM drift WHERE batch_spend_micros IS NOT NULL GROUP BY ad_id
+  FROM drift
+  WHERE batch_spend_micros IS NOT NULL AND ad_id IN (SELECT ad_id FROM drift WHERE batch_clicks = 0)
+  GROUP BY ad_id
 )
 SELECT
   a.ad_id,
