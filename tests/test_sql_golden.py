@@ -390,6 +390,35 @@ def test_stream_validate_sql_rules_in_order(con) -> None:
     assert stream_reason(con, 1, dt.datetime(1969, 12, 31, 23, 59, 30, tzinfo=dt.UTC), 1, 0) == "unaligned_window"
 
 
+def test_stream_windows_sql_marks_a_key_past_int64_and_overflow_names_it(con) -> None:
+    """Sums are stored as BIGINT: a key whose clicks or spend pass int64 is marked, its sums left NULL, and
+    sql/day/stream_overflow.sql sums that key again to name it; a key that fits is untouched."""
+    ts = pa.timestamp("us", tz="UTC")
+    top = 2**63 - 1
+    rows = [(1, at(10), 5, 7), (7, at(10, 5), 1, None), (7, at(10, 5), top, None),  # clicks pass int64
+            (8, at(11), 1, top), (8, at(11), 1, 1),  # spend passes int64
+            (9, at(12), 1, top), (9, at(12), 1, None)]  # would pass, but the key's spend is unknown: fits
+    con.register("stream_source", pa.table({
+        "ad_id": pa.array([r[0] for r in rows], pa.int64()), "window_start": pa.array([r[1] for r in rows], ts),
+        "clicks": pa.array([r[2] for r in rows], pa.int64()),
+        "spend_micros": pa.array([r[3] for r in rows], pa.int64()),
+        "window_ns": pa.array([0] * len(rows), pa.int64()), "file_id": pa.array([0] * len(rows), pa.int32()),
+        "row_no": pa.array(range(len(rows)), pa.int64())}))
+    sql.run(con, "stream_rows")
+    sql.run(con, "stream_windows", day_start=at(0), day_end=at(24))
+    got = sorted(con.execute("SELECT ad_id, clicks, spend_micros, sink_rows, extra_row_clicks, overflows "
+                             "FROM stream_windows").fetchall())
+    assert got == [(1, 5, 7, 1, 0, False), (7, None, None, 2, 1, True), (8, 2, None, 2, 1, True),
+                   (9, 2, None, 2, 1, False)]
+    assert sql.fetch_dicts(con, "stream_overflow") == [
+        {"ad_id": 7, "window_start": at(10, 5), "clicks": str(top + 1), "spend_micros": None}]
+    con.execute("DELETE FROM stream_windows WHERE ad_id = 7")
+    assert sql.fetch_dicts(con, "stream_overflow") == [
+        {"ad_id": 8, "window_start": at(11), "clicks": "2", "spend_micros": str(top + 1)}]
+    con.execute("DELETE FROM stream_windows WHERE ad_id = 8")
+    assert sql.fetch_dicts(con, "stream_overflow") == []
+
+
 def test_stream_sql_rows_windows_counts_and_quarantine(con) -> None:
     ts = pa.timestamp("us", tz="UTC")
     rows = [  # ad, window, clicks, spend, window_ns, file_id, row_no
