@@ -12,6 +12,7 @@ at a time (billing.day.outputs, billing.report), never the whole day in Python o
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -25,7 +26,7 @@ from billing.config import ReconcileConfig
 from billing.day.merge import ALL_TIME, Span, day_shared_windows, facts_relation
 from billing.errors import BadInputError
 from billing.io.inputs import Inputs
-from billing.schemas import STREAM_REASONS
+from billing.schemas import STREAM_REASONS, STREAM_SCHEMA
 from billing.slice.partial import SlicePartial
 from billing.slice.totals import day_bounds
 
@@ -55,28 +56,24 @@ def diff_day(cfg: ReconcileConfig, inputs: Inputs, merged: SlicePartial,
              con: duckdb.DuckDBPyConnection) -> DiffResult:
     """The merged slices against the stream side, in ``con`` (:func:`day_session`), which keeps the day's keys."""
     # The stream table is not bound to a name here: diff() lets go of it once DuckDB has loaded it.
-    result = diff(con, cfg, facts_relation(con, merged), inputs.stream.rows(), has_cost=inputs.has_cost,
+    result = diff(con, cfg, facts_relation(con, merged), inputs.stream.pieces, has_cost=inputs.has_cost,
                   stream_has_spend=inputs.stream.has_spend, shared=day_shared_windows(merged))
     result.stream_counts.update(inputs.stream.summary_fields())
     return result
 
 
 def diff(con: duckdb.DuckDBPyConnection, cfg: ReconcileConfig, facts: duckdb.DuckDBPyRelation | pa.Table,
-         stream: pa.Table, *, has_cost: bool, stream_has_spend: bool,
+         stream: Callable[[], Iterable[pa.Table]], *, has_cost: bool, stream_has_spend: bool,
          shared: list[Span] | None = None) -> DiffResult:
-    """``shared``: the window_start intervals where several slices' facts can hold the same window
-    (billing.day.merge.shared_windows); None sums every window."""
+    """``stream`` gives the stream rows in pieces (called once, by :func:`load_stream`); ``shared``: the window_start
+    intervals where several slices' facts can hold the same window (billing.day.merge.shared_windows); None
+    sums every window."""
     start, end = day_bounds(cfg.date)
     shared = [ALL_TIME] if shared is None else shared
     con.register("batch_facts", facts)
-    con.register("stream_source", stream)
-    # Until DuckDB has summed them, the stream rows are held in Arrow as well: DuckDB's share of the memory
-    # limit shrinks by what they hold (at --memory-limit 2GB, 9.2M sink rows took the run past the limit).
-    engine.set_memory(con, cfg.memory_limit, held=stream.nbytes)
-    # The caller hands the stream table over: once DuckDB has loaded it, it is let go of, so a day's
-    # millions of sink rows are not held twice (issue 5's memory cap).
-    del facts, stream
+    del facts
     try:
+        load_stream(con, cfg, stream)
         sql.run(con, "shared_spans", shared_lo=[lo for lo, _ in shared], shared_hi=[hi for _, hi in shared])
         sql.run(con, "batch_windows")
         sql.run(con, "stream_rows")
@@ -89,8 +86,7 @@ def diff(con: duckdb.DuckDBPyConnection, cfg: ReconcileConfig, facts: duckdb.Duc
         reasons = {r["reason"]: int(r["n"]) for r in sql.fetch_dicts(con, "stream_invalid_by_reason")}
         stream_quarantine = sql.table(con, "stream_quarantine_rows")
         con.execute("DROP VIEW stream_rows")
-        con.unregister("stream_source")
-        engine.set_memory(con, cfg.memory_limit)
+        con.execute("DROP TABLE stream_source")
         rel = relative_tolerance(cfg.tolerance_rel)
         sql.run(con, "drift", tolerance_abs=cfg.tolerance_abs, rel_num=rel.numerator, rel_den=rel.denominator)
         # Each key-sized table is dropped once the next is built: a day has millions of keys, and
@@ -112,8 +108,7 @@ def diff(con: duckdb.DuckDBPyConnection, cfg: ReconcileConfig, facts: duckdb.Duc
         sql.run(con, "day_drift", text=sql.render("day_drift", totals_spend="present" if has_cost else "absent"))
         block = _drift_block(con)
     finally:
-        for name in ("batch_facts", "stream_source"):
-            con.unregister(name)  # a no-op when already let go of
+        con.unregister("batch_facts")  # a no-op when already let go of
     stream_counts = {
         "rows_read": int(counts["rows_read"]),
         "rows_invalid": int(counts["rows_invalid"]),
@@ -123,6 +118,29 @@ def diff(con: duckdb.DuckDBPyConnection, cfg: ReconcileConfig, facts: duckdb.Duc
         "clicks": int(counts["clicks"]),
     }
     return DiffResult(stream_counts, block, int(counts["rows_in_day"]), stream_quarantine)
+
+
+def load_stream(con: duckdb.DuckDBPyConnection, cfg: ReconcileConfig, pieces: Callable[[], Iterable[pa.Table]]) -> None:
+    """Table ``stream_source``: the stream rows, copied into DuckDB a piece at a time (a file's row group;
+    sql/day/stream_source.sql, sql/day/stream_append.sql), so Arrow never holds a day's sink rows whole.
+
+    Past its share DuckDB spills the table to disk. Held whole in Arrow through the diff, the 100M-row
+    long-tail day's 80M sink rows (~3.5 GB) had left DuckDB 190 MB at --memory-limit 2GB, and it ran out of
+    memory. Meanwhile DuckDB's share shrinks by what each piece holds.
+    """
+    con.register("stream_arrow", STREAM_SCHEMA.empty_table())
+    try:
+        sql.run(con, "stream_source")
+        for piece in pieces():
+            con.register("stream_arrow", piece)
+            engine.set_memory(con, cfg.memory_limit, held=piece.nbytes)
+            sql.run(con, "stream_append")
+            del piece
+    finally:
+        con.unregister("stream_arrow")
+    # Arrow's allocator keeps freed memory until its next allocation, and none comes while DuckDB diffs.
+    pa.default_memory_pool().release_unused()
+    engine.set_memory(con, cfg.memory_limit)
 
 
 def pair_shifts(con: duckdb.DuckDBPyConnection) -> None:

@@ -8,6 +8,7 @@ normalised to :data:`billing.schemas.STREAM_SCHEMA`.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,6 +69,27 @@ def stream_rows(store: Store, src: StreamSource, *, every_column: bool = False) 
             table = pfile.read(columns=None if every_column else [p.name for p in plans if p.source is not None])
         except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as e:
             raise read_error(store, src.path, e, "corrupt Parquet data") from e
+    return _normalised(table, plans, where, src.file_id, 0), table
+
+
+def stream_pieces(store: Store, src: StreamSource) -> Iterator[pa.Table]:
+    """One stream file's rows normalised to :data:`STREAM_SCHEMA`, a row group at a time (``row_no`` counts
+    through the file): a day's sink file need not be held whole in memory (billing.day.diff.load_stream)."""
+    where = store.url(src.path)
+    with open_parquet(store, src.path) as pfile:
+        plans = check_structure(StreamWindow, pfile.schema_arrow, where)  # checked again: it is read now
+        names = [p.name for p in plans if p.source is not None]
+        offset = 0
+        for i in range(pfile.num_row_groups):
+            try:
+                table = pfile.read_row_group(i, columns=names)
+            except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as e:
+                raise read_error(store, src.path, e, "corrupt Parquet data") from e
+            yield _normalised(table, plans, where, src.file_id, offset)
+            offset += table.num_rows
+
+
+def _normalised(table: pa.Table, plans: list[Any], where: str, file_id: int, first_row: int) -> pa.Table:
     n = table.num_rows
     cols = {}
     for p in plans:
@@ -75,9 +97,9 @@ def stream_rows(store: Store, src: StreamSource, *, every_column: bool = False) 
                         else normalise_column(table.column(p.name), p, where))
     window = table.column("window_start")
     cols["window_ns"] = normalise_time(window.combine_chunks(), "window_start", where)[1].cast(pa.int64())
-    cols["file_id"] = pa.array(np.full(n, src.file_id, dtype=np.int32))
-    cols["row_no"] = pa.array(np.arange(n, dtype=np.int64))
-    return pa.table(cols, schema=STREAM_SCHEMA), table
+    cols["file_id"] = pa.array(np.full(n, file_id, dtype=np.int32))
+    cols["row_no"] = pa.array(np.arange(first_row, first_row + n, dtype=np.int64))
+    return pa.table(cols, schema=STREAM_SCHEMA)
 
 
 def read_stream(store: Store, sources: list[StreamSource]) -> pa.Table:

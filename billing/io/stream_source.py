@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -21,7 +22,15 @@ from billing import faults
 from billing.io.postgres import StreamDatabase
 from billing.io.postgres_read import StreamRead, read_day
 from billing.io.storage import FileInfo, Store
-from billing.io.stream import STREAM_CORE, STREAM_HEAD, StreamSource, inspect_stream, read_stream, stream_quarantine
+from billing.io.stream import (
+    STREAM_CORE,
+    STREAM_HEAD,
+    StreamSource,
+    inspect_stream,
+    read_stream,
+    stream_pieces,
+    stream_quarantine,
+)
 from billing.schemas import STREAM_SCHEMA
 
 log = logging.getLogger(__name__)
@@ -44,6 +53,9 @@ class StreamSide(Protocol):
 
     def rows(self) -> pa.Table:
         """The day's sink rows, :data:`STREAM_SCHEMA`; ``file_id``/``row_no`` point back at each row."""
+
+    def pieces(self) -> Iterator[pa.Table]:
+        """The same rows in pieces (a file's row group at a time, where the source allows)."""
 
     @property
     def has_spend(self) -> bool:
@@ -82,6 +94,10 @@ class FileStream:
 
     def rows(self) -> pa.Table:
         return read_stream(self.store, self.sources())
+
+    def pieces(self) -> Iterator[pa.Table]:
+        for src in self.sources():
+            yield from stream_pieces(self.store, src)
 
     @property
     def has_spend(self) -> bool:
@@ -139,6 +155,9 @@ class DatabaseStream:
         cols["file_id"] = pa.array(np.zeros(n, dtype=np.int32))
         cols["row_no"] = pa.array(np.arange(n, dtype=np.int64))
         return pa.table(cols, schema=STREAM_SCHEMA)
+
+    def pieces(self) -> Iterator[pa.Table]:
+        yield self.rows()  # the table's rows are read in one transaction, and held for the quarantine
 
     @property
     def has_spend(self) -> bool:

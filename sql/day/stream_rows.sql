@@ -1,8 +1,8 @@
 -- reads: stream_source
 -- creates: stream_rows
 -- Stream side: every sink row read, with its verdict (sql/macros/stream_validate.sql; NULL = valid);
--- (file_id, row_no) point back at the row in its file. A view over the registered Arrow rows, so
--- the day's sink rows are not copied into DuckDB as well (issue 5's memory cap).
+-- (file_id, row_no) point back at the row in its file. A view over the rows (sql/day/stream_source.sql), so
+-- they are not copied once more.
 CREATE OR REPLACE TEMP VIEW stream_rows AS
 SELECT
   ad_id,
