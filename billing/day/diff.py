@@ -55,7 +55,7 @@ def day_session(cfg: ReconcileConfig, work: Path) -> duckdb.DuckDBPyConnection:
 def diff_day(cfg: ReconcileConfig, inputs: Inputs, merged: SlicePartial,
              con: duckdb.DuckDBPyConnection) -> DiffResult:
     """The merged slices against the stream side, in ``con`` (:func:`day_session`), which keeps the day's keys."""
-    # The stream table is not bound to a name here: diff() lets go of it once DuckDB has loaded it.
+    # The stream rows are read inside diff(), a piece at a time (load_stream): nothing here holds them.
     result = diff(con, cfg, facts_relation(con, merged), inputs.stream.pieces, has_cost=inputs.has_cost,
                   stream_has_spend=inputs.stream.has_spend, shared=day_shared_windows(merged))
     result.stream_counts.update(inputs.stream.summary_fields())

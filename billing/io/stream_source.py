@@ -35,6 +35,9 @@ from billing.schemas import STREAM_SCHEMA
 
 log = logging.getLogger(__name__)
 
+#: Rows of the stream side handed to DuckDB at once (billing.day.diff.load_stream).
+PIECE_ROWS = 1 << 20
+
 #: URI schemes of a stream side held in a database (anything else is a file location).
 DATABASE_SCHEMES = ("postgresql", "postgres")
 
@@ -96,8 +99,18 @@ class FileStream:
         return read_stream(self.store, self.sources())
 
     def pieces(self) -> Iterator[pa.Table]:
+        # row groups gathered to ~PIECE_ROWS: a file of many tiny row groups is not copied a few rows at a time
+        held: list[pa.Table] = []
+        rows = 0
         for src in self.sources():
-            yield from stream_pieces(self.store, src)
+            for piece in stream_pieces(self.store, src):
+                held.append(piece)
+                rows += piece.num_rows
+                if rows >= PIECE_ROWS:
+                    yield pa.concat_tables(held)
+                    held, rows = [], 0
+        if held:
+            yield pa.concat_tables(held)
 
     @property
     def has_spend(self) -> bool:
