@@ -76,11 +76,10 @@ def open_store(uri: str, *, endpoint: str | None = None, max_attempts: int = S3_
         return S3Store(parsed.netloc, "/".join(parts), endpoint=endpoint, max_attempts=max_attempts)
     if parsed.scheme in ("", "file"):
         return LocalStore(Path(parsed.path if parsed.scheme == "file" else uri))
+    shown = f"{parsed.scheme}://{parsed.hostname or ''}{parsed.path}"  # a URI may carry a password: never shown
     if parsed.scheme.lower().partition("+")[0] in ("postgresql", "postgres"):
-        shown = f"{parsed.scheme}://{parsed.hostname or ''}{parsed.path}"  # no user, password or parameters
         raise StorageError(f"unsupported URI scheme {parsed.scheme}:// ({shown}): a stream table takes only "
                            f"postgresql:// or postgres:// URIs (no driver suffix); files a local path or s3://")
-    shown = f"{parsed.scheme}://{parsed.hostname or ''}{parsed.path}"  # a URI may carry a password: never shown
     raise StorageError(f"unsupported location {shown}: use a local path or s3://bucket/prefix")
 
 

@@ -26,6 +26,7 @@ from typing import Any
 from billing.anomaly_settings import ANOMALY_FIELDS, AnomalySettings
 from billing.day.publish import Day
 from billing.io.storage import Store
+from billing.month.verified import checked
 
 MAD_SCALE = 1.4826
 _DAY_DIR = re.compile(r"^dt=(\d{4}-\d{2}-\d{2})$")
@@ -110,10 +111,16 @@ def day_dates(out: Store) -> list[dt.date]:
     return sorted(dt.date.fromisoformat(m.group(1)) for name in out.list_dirs("") if (m := _DAY_DIR.match(name)))
 
 
-def current_summary(out: Store, date: dt.date) -> dict[str, Any] | None:
+def current_summary(out: Store, date: dt.date, *, verify: bool = False) -> dict[str, Any] | None:
+    """The day's current summary.json (None when no version is committed); ``verify``: checked against its
+    manifest first (billing.month.verified, as the month reads it)."""
     day = Day(out, date)
     v = day.current_version()
-    return None if v is None else day.read_json(v, "summary.json")
+    if v is None:
+        return None
+    if verify:
+        checked(day, v, "summary.json")
+    return day.read_json(v, "summary.json")
 
 
 def reference_days(out: Store, date: dt.date, rule: AnomalyRule,

@@ -22,7 +22,7 @@ from billing.day.restatement import PerAd
 from billing.errors import UsageError
 from billing.io.storage import Store
 from billing.month.adjustments import DayAdjustment, open_adjustment, version_per_ad
-from billing.month.anomalies import AnomalyRule, day_dates, judge, reference_days
+from billing.month.anomalies import AnomalyRule, current_summary, day_dates, judge, reference_days
 from billing.month.signoff import in_force
 from billing.month.verified import checked
 
@@ -124,11 +124,7 @@ def build_book(out: Store, first: dt.date, rule: AnomalyRule) -> Book:
 
     def summary_of(d: dt.date) -> dict[str, Any] | None:
         if d not in cache:
-            day = Day(out, d)
-            v = day.current_version()
-            if v is not None:
-                checked(day, v, "summary.json")
-            cache[d] = None if v is None else day.read_json(v, "summary.json")
+            cache[d] = current_summary(out, d, verify=True)
         return cache[d]
 
     days, adjustments, anomalies, used = [], [], {}, {}

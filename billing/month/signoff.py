@@ -19,7 +19,7 @@ from typing import Any
 
 from billing.day.publish import MANIFEST, Day
 from billing.errors import BadInputError, UsageError
-from billing.month.verified import sha256_of
+from billing.month.verified import check_files, manifest_of
 
 SIGNOFF = "_signoff"
 _RECORD = re.compile(r"^s=(\d+)\.json$")
@@ -107,18 +107,8 @@ def verify(day: Day, version: int) -> str:
         listed = ", ".join(map(str, sorted(committed))) or "none"
         raise UsageError(f"cannot sign off {day.date} version {version}: no such committed version "
                          f"(committed: {listed})")
-    data = day.out.read_bytes(day.path(f"v={version}", MANIFEST))
-    if data is None:
-        raise BadInputError(f"cannot sign off {day.date} version {version}: its manifest is missing")
-    manifest = json.loads(data)
-    for name, rec in sorted(manifest.get("outputs", {}).items()):
-        path = day.path(f"v={version}", name)
-        if not day.out.exists(path):
-            raise BadInputError(f"cannot sign off {day.date} version {version}: {day.url(f'v={version}', name)} "
-                                f"is missing")
-        if sha256_of(day, path) != rec["sha256"]:
-            raise BadInputError(f"cannot sign off {day.date} version {version}: {day.url(f'v={version}', name)} "
-                                f"no longer matches its manifest")
+    manifest, data = manifest_of(day, version, "cannot sign off ")
+    check_files(day, version, manifest, sorted(manifest.get("outputs", {})), "cannot sign off ")
     return hashlib.sha256(data).hexdigest()
 
 

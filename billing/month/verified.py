@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from billing.day.publish import MANIFEST, Day
@@ -25,18 +26,19 @@ def sha256_of(day: Day, path: str) -> str:
     return h.hexdigest()
 
 
-def manifest_of(day: Day, version: int) -> tuple[dict[str, Any], bytes]:
-    """The version's manifest (parsed) and its bytes; exit 2 when it is missing or unreadable."""
+def manifest_of(day: Day, version: int, doing: str = "") -> tuple[dict[str, Any], bytes]:
+    """The version's manifest (parsed) and its bytes; exit 2 when it is missing or unreadable. ``doing``
+    opens each message (``"cannot sign off "``)."""
+    where = f"{doing}{day.date} version {version}"
     data = day.out.read_bytes(day.path(f"v={version}", MANIFEST))
     if data is None:
-        raise BadInputError(f"{day.date} version {version}: {day.url(f'v={version}', MANIFEST)} is missing")
+        raise BadInputError(f"{where}: {day.url(f'v={version}', MANIFEST)} is missing")
     try:
         manifest = json.loads(data)
         if not isinstance(manifest, dict):
             raise ValueError("not a JSON object")
     except ValueError as e:
-        raise BadInputError(f"{day.date} version {version}: {day.url(f'v={version}', MANIFEST)} is not a "
-                            f"readable manifest ({e})") from None
+        raise BadInputError(f"{where}: {day.url(f'v={version}', MANIFEST)} is not a readable manifest ({e})") from None
     return manifest, data
 
 
@@ -44,16 +46,21 @@ def checked(day: Day, version: int, *names: str) -> dict[str, Any]:
     """Check that each named file of the version still has the SHA-256 its manifest records; return the
     manifest. Exit 2 (BadInputError), one line naming the day and the file, otherwise."""
     manifest, _ = manifest_of(day, version)
+    check_files(day, version, manifest, names)
+    return manifest
+
+
+def check_files(day: Day, version: int, manifest: dict[str, Any], names: Iterable[str], doing: str = "") -> None:
+    """Each named file of the version exists and has the SHA-256 ``manifest`` records for it (exit 2 naming the
+    first that does not; ``doing`` opens the message)."""
     outputs = manifest.get("outputs", {})
     for name in names:
-        url = day.url(f"v={version}", name)
+        url = f"{doing}{day.date} version {version}: {day.url(f'v={version}', name)}"
         rec = outputs.get(name)
         if not isinstance(rec, dict) or "sha256" not in rec:
-            raise BadInputError(f"{day.date} version {version}: {url} is not listed in its manifest")
+            raise BadInputError(f"{url} is not listed in its manifest")
         path = day.path(f"v={version}", name)
         if not day.out.exists(path):
-            raise BadInputError(f"{day.date} version {version}: {url} is missing")
+            raise BadInputError(f"{url} is missing")
         if sha256_of(day, path) != rec["sha256"]:
-            raise BadInputError(f"{day.date} version {version}: {url} no longer matches its manifest "
-                                f"(changed after it was published)")
-    return manifest
+            raise BadInputError(f"{url} no longer matches its manifest (changed after it was published)")
