@@ -178,6 +178,63 @@ def test_schema_mismatch_is_one_line(tmp_path: Path) -> None:
     assert day_version(uri, D2) is None and read_all(uri).num_rows == 50  # nothing committed
 
 
+def day_file(tmp: Path, date: dt.date, version: int, copies: list[str]) -> delta.DayFile:
+    """A published file of ``totals(date, version)`` (zstd, as billing writes them), as a DayFile that records
+    where it was copied to."""
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    rows = totals(date, version)
+    src = tmp / f"src-{date}-{version}.parquet"
+    pq.write_table(rows, src, compression="zstd")
+
+    def copy_into(rel: str) -> int:
+        copies.append(rel)
+        target = Path(tmp / "t" / rel)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, target)
+        return target.stat().st_size
+
+    return delta.DayFile(TOTALS, rows.num_rows, {"ad_id": 0, "clicks": 0}, copy_into,
+                         delta.DayRows(TOTALS, lambda: iter(rows.to_batches())))
+
+
+def test_a_published_file_is_copied_in_whole_when_the_schemas_match(tmp_path: Path) -> None:
+    """A DayFile becomes the day's one data file, byte for byte, in one commit per replace: the same rows,
+    versions, metadata and application transactions as rows written by delta-rs."""
+    uri = str(tmp_path / "t")
+    copies: list[str] = []
+    assert replace_day(uri, D1, day_file(tmp_path, D1, 1, copies), metadata=meta(1, D1)) == 1
+    assert replace_day(uri, D2, day_file(tmp_path, D2, 1, copies), metadata=meta(1, D2)) == 2
+    assert replace_day(uri, D1, day_file(tmp_path, D1, 2, copies), metadata=meta(2, D1)) == 3
+    assert len(copies) == 3 and all(c.startswith(f"date={d}/") for c, d in zip(copies, (D1, D2, D1), strict=True))
+    assert read_all(uri).equals(expected((D1, totals(D1, 2)), (D2, totals(D2, 1))))
+    files = sorted(Path(u) for u in DeltaTable(uri).file_uris())
+    assert [f.read_bytes() for f in files] == [(tmp_path / f"src-{d}-{v}.parquet").read_bytes()
+                                               for d, v in ((D1, 2), (D2, 1))]
+    assert (day_version(uri, D1), day_version(uri, D2)) == (2, 1)
+    found = day_commit(uri, D1)
+    assert found is not None and (found.delta_version, found.billing_version) == (3, 2)
+    assert [c["operation"] for c in DeltaTable(uri).history()] == ["WRITE"] * 3 + ["CREATE TABLE"]
+    # a reader that plans from the commit's statistics and partition values
+    assert pl.scan_delta(uri).filter(pl.col("date") == D2).select(pl.col("clicks").sum()).collect().item() == sum(
+        totals(D2, 1)["clicks"].to_pylist())
+
+
+def test_a_published_file_of_another_schema_is_written_as_rows(tmp_path: Path) -> None:
+    """A table whose schema is not ``date`` + the file's (here clicks is INT32): nothing is copied; the rows go
+    through delta-rs, which writes them in the table's schema as it does for any rows."""
+    uri = str(tmp_path / "t")
+    narrow = pa.schema([TOTALS.field("ad_id"), TOTALS.field("window_start"), pa.field("clicks", pa.int32()),
+                        TOTALS.field("spend_micros")])
+    replace_day(uri, D1, totals(D1, 1).cast(narrow), metadata=meta(1))
+    copies: list[str] = []
+    assert replace_day(uri, D2, day_file(tmp_path, D2, 1, copies), metadata=meta(1, D2)) == 2
+    assert copies == [] and day_version(uri, D2) == 1
+    assert read_all(uri).equals(expected((D1, totals(D1, 1).cast(narrow)), (D2, totals(D2, 1).cast(narrow))))
+
+
 def test_a_conflicting_commit_is_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """delta-rs re-bases non-conflicting commits itself; a commit it gives up on is retried as a whole."""
     import deltalake

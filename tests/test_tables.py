@@ -100,6 +100,16 @@ def assert_level(out: Path, date: dt.date, version: int) -> None:
         summary["drift"]["keys"])
 
 
+def assert_files_are_the_versions(out: Path, date: dt.date, version: int) -> None:
+    """The totals and drift tables hold ``date`` as one data file each, byte for byte the version's own
+    totals.parquet / drift.parquet (copied in, not decoded and encoded again)."""
+    for name in ("totals", "drift"):
+        table = DeltaTable(str(out / "tables" / name))
+        files = [Path(u) for u in table.file_uris() if f"date={date}/" in u]
+        assert len(files) == 1, (name, files)
+        assert files[0].read_bytes() == (out / f"dt={date}" / f"v={version}" / TABLE_OF[name]).read_bytes(), name
+
+
 def assert_some_committed_version(out: Path, date: dt.date) -> dict[str, set[int]]:
     """Each table's partition for ``date`` equals a committed version of it, never a mix: which ones (a
     version's file may equal another's, e.g. two empty conflicts files)."""
@@ -154,6 +164,8 @@ def test_two_days_three_versions_a_crash_between_commit_and_tables_and_a_rerun(t
     assert r.stdout == f"{D1}: tables at version 3: wrote drift, conflicts, quarantine, days (unchanged: totals)\n"
     assert_level(out, D1, 3)
     assert_level(out, D2, 1)
+    assert_files_are_the_versions(out, D1, 3)
+    assert_files_are_the_versions(out, D2, 1)
 
     # readers: deltalake and Polars see exactly the current versions' rows, with a DATE column
     expected = ordered(version_rows(out, D1, 3) + version_rows(out, D2, 1))
@@ -259,6 +271,10 @@ def test_s3_through_the_cli(s3: Any, tmp_path: Path) -> None:
     for date in (D1, D2):
         expected = pq.read_table(pa.BufferReader(s3.read(f"out/dt={date}/v=1/totals.parquet"))).to_pylist()
         assert table_rows(f"{out}/tables/totals", date, opts) == ordered([{"date": date, **r} for r in expected])
+        # the day's data file is the version's totals.parquet, copied on the server
+        table = DeltaTable(f"{out}/tables/totals", storage_options=opts)
+        (uri,) = [u for u in table.file_uris() if f"date={date}/" in u]
+        assert s3.read(uri.split(f"{s3.bucket}/", 1)[1]) == s3.read(f"out/dt={date}/v=1/totals.parquet")
     log = [k for k in s3.keys("out/tables/totals/_delta_log/") if k.endswith(".json")]
     assert len(log) == 3  # CREATE TABLE, one commit per day; the backfill committed nothing
     assert env["AWS_SECRET_ACCESS_KEY"] not in r.stdout + r.stderr

@@ -33,12 +33,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from billing import faults, schemas
 from billing.day.lock import new_run_id
 from billing.day.publish import MANIFEST, Day
 from billing.errors import BadInputError, LockedError, StorageError
-from billing.io.delta import DayRows, replace_day
+from billing.io.delta import DayFile, DayRows, replace_day
 from billing.io.delta_read import day_version
 from billing.io.storage import Store
 
@@ -110,7 +111,7 @@ def publish_current(day: Day, version: int, *, s3_endpoint: str | None = None) -
             unchanged.append(name)
             continue
         rows = (_day_row(day, version, meta["manifest_sha256"], json.loads(manifest_bytes)) if name == "days"
-                else _version_rows(day, version, name))
+                else _version_file(day, version, name))
         if not written:
             faults.point("before_tables")
         held.renew()
@@ -136,6 +137,29 @@ def _version_rows(day: Day, version: int, name: str) -> DayRows:
             yield from pa.Table.from_batches([batch]).select(schema.names).cast(schema).to_batches()
 
     return DayRows(schema, batches)
+
+
+def _version_file(day: Day, version: int, name: str) -> DayFile | DayRows:
+    """The table's rows of ``version``: its published file as it is, when that file holds exactly the table's
+    columns (totals, drift), copied into the table (:class:`billing.io.delta.DayFile`); else its rows."""
+    rows = _version_rows(day, version, name)
+    path = day.path(f"v={version}", SOURCES[name])
+    with day.out.open_input(path) as f:
+        meta = pq.ParquetFile(f).metadata
+    if not _same_columns(meta.schema.to_arrow_schema(), rows.schema):
+        return rows
+    nulls = {}
+    for i, col in enumerate(meta.schema.names):
+        counts = [meta.row_group(g).column(i).statistics for g in range(meta.num_row_groups)]
+        if all(c is not None and c.has_null_count for c in counts):
+            nulls[col] = sum(c.null_count for c in counts if c is not None)
+    table_path = f"{TABLES_DIR}/{name}"
+    return DayFile(rows.schema, meta.num_rows, nulls,
+                   lambda rel: day.out.copy(path, f"{table_path}/{rel}"), rows)
+
+
+def _same_columns(a: pa.Schema, b: pa.Schema) -> bool:
+    return a.remove_metadata().equals(b.remove_metadata())
 
 
 def _day_row(day: Day, version: int, manifest_sha256: str, manifest: dict[str, Any]) -> pa.Table:
