@@ -133,7 +133,9 @@ def write_day_tables(con: duckdb.DuckDBPyConnection, drift_path: Path, totals_pa
         spend = group.column(3).combine_chunks() if has_cost else pa.nulls(group.num_rows, pa.int64())
         return group.set_column(3, totals_schema.field(3), spend)
 
-    with ThreadPoolExecutor(max_workers=1) as pool:
+    # One thread per file: drift's and totals' row groups are encoded at once (each writer waits for its own
+    # previous row group before it hands on the next, so each file's bytes are as written in one thread).
+    with ThreadPoolExecutor(max_workers=2) as pool:
         drift_out = RowGroupWriter(drift_path, drift_schema, schemas.Drift, pool)
         totals_out = RowGroupWriter(totals_path, totals_schema, schemas.Totals, pool,
                                     finish=one_spend_chunk)

@@ -39,8 +39,13 @@ def repeated(ids: np.ndarray) -> np.ndarray:
     over memory, several times faster than DuckDB's ``lag() OVER (ORDER BY click_id)`` or a hash
     aggregate (``GROUP BY ... HAVING``; timings in the README's Scale section). numpy lets go of
     the GIL meanwhile, so DuckDB can work on the slice in parallel.
+
+    A stable sort (numpy's timsort for int64): ids landed from files written in arrival order come in long
+    stretches that are already in order, which it merges instead of sorting again. 25M ids of a slice: 0.96 s
+    against quicksort's 1.8 s on the benchmark's dense and long-tail days, the same (1.74-1.91 against 1.77 s)
+    on its disorder day, 2.3 against 1.8-2.0 s on ids in no order at all. The result is the same either way.
     """
-    ids.sort()
+    ids.sort(kind="stable")
     repeats = ids[1:][ids[1:] == ids[:-1]]  # an id seen k times appears k-1 times here, in order
     first = np.ones(len(repeats), dtype=bool)
     first[1:] = repeats[1:] != repeats[:-1]
