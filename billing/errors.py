@@ -30,6 +30,11 @@ class StorageError(BadInputError):
     """An input or output location that cannot be read or written (missing bucket, credentials)."""
 
 
+class TableShapeError(StorageError):
+    """A Delta table billing cannot replace a day of as it stands (its schema, partitioning or properties):
+    retrying does not help; the table must be fixed or moved aside."""
+
+
 class LockedError(BadInputError):
     """Another run holds the day's lock."""
 

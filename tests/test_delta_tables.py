@@ -235,6 +235,50 @@ def test_a_published_file_of_another_schema_is_written_as_rows(tmp_path: Path) -
     assert read_all(uri).equals(expected((D1, totals(D1, 1).cast(narrow)), (D2, totals(D2, 1).cast(narrow))))
 
 
+def test_a_table_whose_day_cannot_be_replaced_is_refused_in_one_line(tmp_path: Path) -> None:
+    """Tables made by someone else: not partitioned by date (a copied file would lose its date), partitioned
+    otherwise, or append-only. Each is refused before anything is copied or committed, without retries."""
+    from billing.errors import TableShapeError
+
+    schema = delta.with_date(D1, TOTALS.empty_table()).schema
+    cases = {"unpartitioned": ({}, None, "partitioned by nothing, not by date"),
+             "by_ad": ({}, ["ad_id"], "partitioned by ['ad_id'], not by date"),
+             "append_only": ({"delta.appendOnly": "true"}, ["date"], "delta.appendOnly=true")}
+    for name, (config, parts, message) in cases.items():
+        uri = str(tmp_path / name)
+        DeltaTable.create(uri, schema, partition_by=parts, configuration=config)
+        before = DeltaTable(uri).version()
+        copies: list[str] = []
+        started = time.monotonic()
+        with pytest.raises(TableShapeError) as info:
+            replace_day(uri, D1, day_file(tmp_path, D1, 1, copies), metadata=meta(1), backoff_s=0.5)
+        assert message in str(info.value) and "\n" not in str(info.value), name
+        assert time.monotonic() - started < 5 and copies == [] and DeltaTable(uri).version() == before, name
+        assert not list((tmp_path / name).glob("date=*")), name
+
+
+def test_a_table_with_constraints_gets_rows_that_delta_rs_checks(tmp_path: Path) -> None:
+    """A CHECK constraint makes the table ask more of writers (writer version 3): the published file is not
+    copied in, delta-rs writes its rows and enforces the constraint."""
+    uri = str(tmp_path / "t")
+    replace_day(uri, D1, totals(D1, 1), metadata=meta(1, D1))
+    DeltaTable(uri).alter.add_constraint({"clicks_positive": "clicks > 0"})
+    copies: list[str] = []
+    assert replace_day(uri, D2, day_file(tmp_path, D2, 1, copies), metadata=meta(1, D2)) == 3
+    assert copies == [] and read_all(uri).equals(expected((D1, totals(D1, 1)), (D2, totals(D2, 1))))
+    DeltaTable(uri).alter.add_constraint({"clicks_below_1500": "clicks < 1500"})  # version 2 has 2000 + ad
+    with pytest.raises(StorageError) as info:
+        replace_day(uri, D2, day_file(tmp_path, D2, 2, copies), metadata=meta(2, D2))
+    assert "\n" not in str(info.value) and copies == [] and day_version(uri, D2) == 1
+
+
+def test_a_rust_backtrace_is_cut_from_the_one_line(tmp_path: Path) -> None:
+    e = RuntimeError("Kernel error: Json error: unexpected 'g' whilst parsing object 0: <unknown>\n 1: <unknown>\n"
+                     " 12: start_thread at ./nptl/pthread_create.c:442:8")
+    assert delta._one_line("t", "cannot be opened", e, None) == (
+        "Delta table t: cannot be opened: Kernel error: Json error: unexpected 'g' whilst parsing object")
+
+
 def test_a_conflicting_commit_is_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """delta-rs re-bases non-conflicting commits itself; a commit it gives up on is retried as a whole."""
     import deltalake

@@ -280,6 +280,32 @@ def test_s3_through_the_cli(s3: Any, tmp_path: Path) -> None:
     assert env["AWS_SECRET_ACCESS_KEY"] not in r.stdout + r.stderr
 
 
+def test_a_broken_or_misshapen_table_after_the_commit_says_the_version_is_committed(tmp_path: Path) -> None:
+    """The version commit happened; a table that cannot be opened (a corrupt log) or replaced (partitioned by
+    another column) stops the run with exit 2 in one line that says the version is committed and what to do."""
+    from deltalake import DeltaTable as Table
+
+    two_day_lake(tmp_path)
+    out = tmp_path / "out"
+    log = out / "tables" / "totals" / "_delta_log"
+    log.mkdir(parents=True)
+    (log / f"{0:020d}.json").write_text("garbage, not a Delta log\n")
+    r = CliRunner().invoke(cli, args(tmp_path, D1))
+    assert r.exit_code == 2 and current(out, D1) == 1, r.output
+    (line,) = [x for x in r.stderr.splitlines() if x.strip()]
+    assert "version 1 of 2026-11-26 is committed, but its tables are not level" in line, line
+    assert "cannot be opened" in line and "publish-tables --date 2026-11-26" in line and "<unknown>" not in line
+    # a totals table partitioned by ad_id: refused, named, with the fix first
+    import shutil
+
+    shutil.rmtree(out / "tables" / "totals")
+    schema = pa.schema([pa.field("date", pa.date32()), *pq.read_schema(out / f"dt={D1}" / "v=1" / "totals.parquet")])
+    Table.create(str(out / "tables" / "totals"), schema.remove_metadata(), partition_by=["ad_id"])
+    r = CliRunner().invoke(cli, ["publish-tables", "--date", str(D1), "--out", str(out)])
+    assert r.exit_code == 2, r.output
+    assert "partitioned by ['ad_id'], not by date" in r.stderr and "fix the table or move it aside" in r.stderr
+
+
 def test_current_paths_without_a_committed_day_is_exit_2(tmp_path: Path) -> None:
     """Like export and show: an OUT that does not exist, or holds no committed day, is unusable input."""
     empty = tmp_path / "empty"

@@ -38,7 +38,7 @@ import pyarrow.parquet as pq
 from billing import faults, schemas
 from billing.day.lock import new_run_id
 from billing.day.publish import MANIFEST, Day
-from billing.errors import BadInputError, LockedError, StorageError
+from billing.errors import BadInputError, LockedError, StorageError, TableShapeError
 from billing.io.delta import DayFile, DayRows, replace_day
 from billing.io.delta_read import day_version
 from billing.io.storage import Store
@@ -107,16 +107,20 @@ def publish_current(day: Day, version: int, *, s3_endpoint: str | None = None) -
     unchanged: list[str] = []
     for name in NAMES:
         uri = table_uri(day.out, name)
-        if day_version(uri, day.date, storage_options=opts) == version:
-            unchanged.append(name)
-            continue
-        rows = (_day_row(day, version, meta["manifest_sha256"], json.loads(manifest_bytes)) if name == "days"
-                else _version_file(day, version, name))
-        if not written:
-            faults.point("before_tables")
-        held.renew()
         try:
+            if day_version(uri, day.date, storage_options=opts) == version:
+                unchanged.append(name)
+                continue
+            rows = (_day_row(day, version, meta["manifest_sha256"], json.loads(manifest_bytes)) if name == "days"
+                    else _version_file(day, version, name))
+            if not written:
+                faults.point("before_tables")
+            held.renew()
             replace_day(uri, day.date, rows, metadata=meta, storage_options=opts)
+        except TableShapeError as e:
+            raise TableShapeError(f"version {version} of {day.date} is committed, but its tables are not level "
+                                  f"({e}); fix the table or move it aside, then 'billing publish-tables --date "
+                                  f"{day.date}' brings them level") from None
         except StorageError as e:
             raise StorageError(f"version {version} of {day.date} is committed, but its tables are not level "
                                f"({e}); 'billing publish-tables --date {day.date}' brings them level") from None

@@ -52,7 +52,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from billing.errors import BadInputError, StorageError
+from billing.errors import BadInputError, StorageError, TableShapeError
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,8 @@ _RESERVED = frozenset({"timestamp", "operation", "operationParameters", "operati
                        "inCommitTimestamp"})
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _SECRET_KEY = re.compile(r"secret|token|password|credential", re.IGNORECASE)
+#: Where a Rust backtrace starts in a delta-rs message ("... 0: <unknown> 1: ..." or "Stack backtrace:").
+_BACKTRACE = re.compile(r"\s+0: (?:<unknown>|\S+::)|Stack backtrace:")
 
 
 def app_id(date: dt.date) -> str:
@@ -106,7 +108,7 @@ def storage_options_for(table_uri: str, storage_options: Mapping[str, str] | Non
 
 
 def _one_line(table_uri: str, what: str, e: BaseException, opts: Mapping[str, str] | None) -> str:
-    text = " ".join(str(e).split()) or type(e).__name__
+    text = " ".join(_BACKTRACE.split(str(e), maxsplit=1)[0].split()) or type(e).__name__
     for k, v in (opts or {}).items():
         if len(v) >= 4 and _SECRET_KEY.search(k):
             text = text.replace(v, "***")
@@ -227,8 +229,9 @@ def replace_day(table_uri: str, date: dt.date, table: pa.Table | DayRows | DayFi
                              app_transactions=[Transaction(app_id(date), int(meta["billing_version"]))])
     for attempt in range(1, attempts + 1):
         dtab = _open_or_create(table_uri, schema, opts)
+        _check_replaceable(dtab, table_uri, opts)
         try:
-            if isinstance(table, DayFile) and _same_schema(dtab.schema().to_arrow(), schema):
+            if isinstance(table, DayFile) and _takes_files_as_they_are(dtab, schema):
                 return _add_file(dtab, table_uri, date, table, schema, meta, props, opts)
             rows = table.rows if isinstance(table, DayFile) else table
             # Through the DeltaTable object: after the commit its version is this commit's, re-based or not.
@@ -236,8 +239,8 @@ def replace_day(table_uri: str, date: dt.date, table: pa.Table | DayRows | DayFi
                             commit_properties=props)
             return int(dtab.version())
         except SchemaMismatchError as e:
-            raise StorageError(_one_line(table_uri, f"the rows for {date} do not match the table's schema", e,
-                                         opts)) from None
+            raise TableShapeError(_one_line(table_uri, f"the rows for {date} do not match the table's schema", e,
+                                            opts)) from None
         except Exception as e:
             if not _is_conflict(e, CommitFailedError):
                 raise StorageError(_one_line(table_uri, f"replacing {date} failed", e, opts)) from None
@@ -248,6 +251,35 @@ def replace_day(table_uri: str, date: dt.date, table: pa.Table | DayRows | DayFi
             log.info("Delta commit for %s conflicted (%s); retrying in %.2f s", date, type(e).__name__, delay)
             time.sleep(delay)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _check_replaceable(dtab: Any, table_uri: str, opts: Mapping[str, str] | None) -> None:
+    """Refuse, in one line and before writing anything, a table whose day partition cannot be replaced: one not
+    partitioned by ``date`` alone, or an append-only one (no retry makes either work)."""
+    try:
+        parts = list(dtab.metadata().partition_columns)
+        config = dict(dtab.metadata().configuration or {})
+    except Exception as e:
+        raise StorageError(_one_line(table_uri, "reading its metadata failed", e, opts)) from None
+    if parts != [PARTITION]:
+        raise TableShapeError(f"Delta table {table_uri}: partitioned by {parts or 'nothing'}, not by {PARTITION}: "
+                           f"billing replaces one {PARTITION} partition a day")
+    if str(config.get("delta.appendOnly", "false")).lower() == "true":
+        raise TableShapeError(f"Delta table {table_uri}: delta.appendOnly=true, so a day's rows cannot be replaced")
+
+
+def _takes_files_as_they_are(dtab: Any, schema: pa.Schema) -> bool:
+    """Whether a published file can be added to the table as it is: the table's schema is ``schema`` and its
+    protocol asks writers for nothing a file copied in would skip. Writer version 3 and up bring CHECK
+    constraints, generated and identity columns, change data feed, column mapping and table features, which a
+    writer must enforce or write for; column invariants (``delta.invariants``) live in the schema. Such a
+    table gets rows through delta-rs, which does."""
+    protocol = dtab.protocol()
+    if protocol.min_writer_version > 2 or protocol.writer_features:
+        return False
+    if any(f.metadata and "delta.invariants" in f.metadata for f in dtab.schema().fields):
+        return False
+    return _same_schema(dtab.schema().to_arrow(), schema)
 
 
 def _same_schema(a: Any, b: pa.Schema) -> bool:
