@@ -30,6 +30,7 @@ import pytest
 from deltalake import DeltaTable
 
 import billing.io.delta as delta
+import billing.io.delta_store as delta_store
 from billing.errors import BadInputError, StorageError
 from billing.io.delta import app_id, replace_day, storage_options_for
 from billing.io.delta_read import day_commit, day_version
@@ -275,7 +276,7 @@ def test_a_table_with_constraints_gets_rows_that_delta_rs_checks(tmp_path: Path)
 def test_a_rust_backtrace_is_cut_from_the_one_line(tmp_path: Path) -> None:
     e = RuntimeError("Kernel error: Json error: unexpected 'g' whilst parsing object 0: <unknown>\n 1: <unknown>\n"
                      " 12: start_thread at ./nptl/pthread_create.c:442:8")
-    assert delta._one_line("t", "cannot be opened", e, None) == (
+    assert delta_store.one_line("t", "cannot be opened", e, None) == (
         "Delta table t: cannot be opened: Kernel error: Json error: unexpected 'g' whilst parsing object")
 
 

@@ -24,13 +24,7 @@ Layout of every table this module writes::
   re-bases a commit that does not conflict logically; a commit that fails anyway is retried as a whole
   (``attempts``, jittered backoff). Files written by a lost attempt are never referenced by the log (a
   later ``VACUUM`` deletes them).
-* S3 (``s3://``): delta-rs 1.x writes each log entry with a conditional put (``PUT`` with
-  ``If-None-Match: *``, object_store's ``conditional_put=etag``), so of two writers of version N exactly
-  one wins and the other re-bases; no rename, no DynamoDB lock. :func:`storage_options_for` sets
-  ``aws_conditional_put=etag`` explicitly (it is also delta-rs 1.x's default; ``disabled`` makes every
-  commit fail instead of falling back to an unsafe rename) and takes the endpoint from
-  ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL`` like the rest of billing, with ``AWS_ALLOW_HTTP`` for an
-  ``http://`` endpoint. Credentials come from the standard AWS chain (environment, profile...).
+* S3: :mod:`billing.io.delta_store` (conditional puts, endpoint, region).
 
 Errors (a missing bucket, bad credentials, a schema that does not match the table, conflicts that outlast
 the retries) raise :class:`billing.errors.StorageError` (exit 2) with one line that carries no secret.
@@ -41,7 +35,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
 import random
 import re
 import time
@@ -53,11 +46,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from billing.errors import BadInputError, StorageError, TableShapeError
+from billing.io.delta_store import PARTITION, app_id, one_line, open_or_create, open_table, storage_options_for
 
 log = logging.getLogger(__name__)
 
-PARTITION = "date"
-APP_ID_PREFIX = "billing:dt="
 DEFAULT_ATTEMPTS = 8
 DEFAULT_BACKOFF_S = 0.05
 REQUIRED_METADATA = ("billing_version", "manifest_sha256")
@@ -67,60 +59,6 @@ _RESERVED = frozenset({"timestamp", "operation", "operationParameters", "operati
                        "userMetadata", "txnId", "userId", "userName", "job", "notebook", "clusterId",
                        "inCommitTimestamp"})
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-_SECRET_KEY = re.compile(r"secret|token|password|credential", re.IGNORECASE)
-#: Where a Rust backtrace starts in a delta-rs message ("... 0: <unknown> 1: ..." or "Stack backtrace:").
-_BACKTRACE = re.compile(r"\s+0: (?:<unknown>|\S+::)|Stack backtrace:")
-
-
-def app_id(date: dt.date) -> str:
-    """The Delta application-transaction id recording the billing version of ``date``."""
-    return f"{APP_ID_PREFIX}{date.isoformat()}"
-
-
-def _is_s3(table_uri: str) -> bool:
-    return table_uri.startswith(("s3://", "s3a://"))
-
-
-def storage_options_for(table_uri: str, storage_options: Mapping[str, str] | None = None) -> dict[str, str] | None:
-    """The storage options handed to delta-rs: the caller's, plus, for ``s3://``, a conditional-put log
-    (``aws_conditional_put=etag``), the endpoint from ``AWS_ENDPOINT_URL_S3``/``AWS_ENDPOINT_URL`` when the
-    caller gave none, ``AWS_ALLOW_HTTP`` for an ``http://`` endpoint and the region from
-    ``AWS_DEFAULT_REGION`` when ``AWS_REGION`` is unset. Local paths: the caller's options unchanged."""
-    opts = dict(storage_options or {})
-    if not _is_s3(table_uri):
-        return opts or None
-    keys = {k.lower() for k in opts}
-    if not keys & {"aws_conditional_put", "conditional_put", "aws_copy_if_not_exists", "copy_if_not_exists"}:
-        opts["aws_conditional_put"] = "etag"
-    endpoint_keys = {"aws_endpoint_url", "aws_endpoint", "endpoint_url", "endpoint"}
-    endpoint = next((v for k, v in opts.items() if k.lower() in endpoint_keys), None)
-    if endpoint is None:
-        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-        if endpoint:
-            opts["AWS_ENDPOINT_URL"] = endpoint
-    if endpoint and endpoint.startswith("http://") and "aws_allow_http" not in keys and "allow_http" not in keys:
-        opts["AWS_ALLOW_HTTP"] = "true"
-    if "aws_region" not in keys and "region" not in keys and not os.environ.get("AWS_REGION"):
-        region = os.environ.get("AWS_DEFAULT_REGION")
-        if region:
-            opts["AWS_REGION"] = region
-    return opts
-
-
-def _one_line(table_uri: str, what: str, e: BaseException, opts: Mapping[str, str] | None) -> str:
-    text = " ".join(_BACKTRACE.split(str(e), maxsplit=1)[0].split()) or type(e).__name__
-    for k, v in (opts or {}).items():
-        if len(v) >= 4 and _SECRET_KEY.search(k):
-            text = text.replace(v, "***")
-    for k in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
-        secret = os.environ.get(k)
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "***")
-    if len(text) > 400:
-        text = text[:400] + "..."
-    return f"Delta table {table_uri}: {what}: {text}"
-
-
 def _check_metadata(date: dt.date, metadata: Mapping[str, str]) -> dict[str, str]:
     missing = [k for k in REQUIRED_METADATA if k not in metadata]
     if missing:
@@ -228,7 +166,7 @@ def replace_day(table_uri: str, date: dt.date, table: pa.Table | DayRows | DayFi
     props = CommitProperties(custom_metadata=meta,
                              app_transactions=[Transaction(app_id(date), int(meta["billing_version"]))])
     for attempt in range(1, attempts + 1):
-        dtab = _open_or_create(table_uri, schema, opts)
+        dtab = open_or_create(table_uri, schema, opts)
         _check_replaceable(dtab, table_uri, opts)
         try:
             if isinstance(table, DayFile) and _takes_files_as_they_are(dtab, schema):
@@ -239,13 +177,13 @@ def replace_day(table_uri: str, date: dt.date, table: pa.Table | DayRows | DayFi
                             commit_properties=props)
             return int(dtab.version())
         except SchemaMismatchError as e:
-            raise TableShapeError(_one_line(table_uri, f"the rows for {date} do not match the table's schema", e,
+            raise TableShapeError(one_line(table_uri, f"the rows for {date} do not match the table's schema", e,
                                             opts)) from None
         except Exception as e:
             if not _is_conflict(e, CommitFailedError):
-                raise StorageError(_one_line(table_uri, f"replacing {date} failed", e, opts)) from None
+                raise StorageError(one_line(table_uri, f"replacing {date} failed", e, opts)) from None
             if attempt == attempts:
-                raise StorageError(_one_line(table_uri, f"replacing {date} lost to concurrent commits "
+                raise StorageError(one_line(table_uri, f"replacing {date} lost to concurrent commits "
                                                         f"{attempts} times", e, opts)) from None
             delay = backoff_s * 2 ** (attempt - 1) * (0.5 + random.random())
             log.info("Delta commit for %s conflicted (%s); retrying in %.2f s", date, type(e).__name__, delay)
@@ -260,7 +198,7 @@ def _check_replaceable(dtab: Any, table_uri: str, opts: Mapping[str, str] | None
         parts = list(dtab.metadata().partition_columns)
         config = dict(dtab.metadata().configuration or {})
     except Exception as e:
-        raise StorageError(_one_line(table_uri, "reading its metadata failed", e, opts)) from None
+        raise StorageError(one_line(table_uri, "reading its metadata failed", e, opts)) from None
     if parts != [PARTITION]:
         raise TableShapeError(f"Delta table {table_uri}: partitioned by {parts or 'nothing'}, not by {PARTITION}: "
                            f"billing replaces one {PARTITION} partition a day")
@@ -318,7 +256,7 @@ def _version_of_commit(table_uri: str, opts: Mapping[str, str] | None, date: dt.
     first version after ``after`` whose application transaction for the day is ``billing_version`` (the day's lock
     keeps any other commit of the day out; other days' commits may come between). Read from snapshots, not the
     history, which holds the GIL."""
-    dtab = _open(table_uri, opts)
+    dtab = open_table(table_uri, opts)
     for version in range(after + 1, int(dtab.version()) + 1):
         dtab.load_as_version(version)
         if dtab.transaction_version(app_id(date)) == billing_version:
@@ -334,34 +272,3 @@ def _is_conflict(e: Exception, commit_failed: type[Exception]) -> bool:
     return "already exists" in text and ("version" in text or "commit" in text or "_delta_log" in text)
 
 
-def _open(table_uri: str, opts: Mapping[str, str] | None) -> Any:
-    """The table's latest snapshot, or None when there is no table at ``table_uri``."""
-    from deltalake import DeltaTable
-    from deltalake.exceptions import TableNotFoundError
-
-    try:
-        return DeltaTable(table_uri, storage_options=dict(opts) if opts else None)
-    except TableNotFoundError:
-        return None
-    except Exception as e:
-        raise StorageError(_one_line(table_uri, "cannot be opened", e, opts)) from None
-
-
-def _open_or_create(table_uri: str, schema: pa.Schema, opts: Mapping[str, str] | None) -> Any:
-    from deltalake import CommitProperties, DeltaTable
-
-    dtab = _open(table_uri, opts)
-    if dtab is not None:
-        return dtab
-    try:
-        # No commit retries: delta-rs 1.6 re-bases a CREATE TABLE that lost the race for version 0 into a
-        # second CREATE TABLE commit (seen with two processes, whatever the mode), which would silently
-        # replace the winner's metadata. Losing must fail instead; the winner's table is then opened.
-        return DeltaTable.create(table_uri, schema, mode="ignore", partition_by=[PARTITION],
-                                 storage_options=dict(opts) if opts else None,
-                                 commit_properties=CommitProperties(max_commit_retries=0))
-    except Exception as e:
-        dtab = _open(table_uri, opts)  # a concurrent writer created it first
-        if dtab is None:
-            raise StorageError(_one_line(table_uri, "cannot be created", e, opts)) from None
-        return dtab

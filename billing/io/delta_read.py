@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from billing.errors import StorageError
-from billing.io.delta import _RESERVED, _one_line, _open, app_id, storage_options_for
+from billing.io.delta import _RESERVED
+from billing.io.delta_store import app_id, one_line, open_table, storage_options_for
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ def day_commit(table_uri: str, date: dt.date, *, storage_options: Mapping[str, s
     moto server, cannot answer it: call it from another process there). :func:`day_version` does not.
     """
     opts = storage_options_for(table_uri, storage_options)
-    dtab = _open(table_uri, opts)
+    dtab = open_table(table_uri, opts)
     if dtab is None:
         return None
     limit = 64
@@ -67,7 +68,7 @@ def day_commit(table_uri: str, date: dt.date, *, storage_options: Mapping[str, s
                 return None
             limit *= 4
     except Exception as e:
-        raise StorageError(_one_line(table_uri, "reading the history failed", e, opts)) from None
+        raise StorageError(one_line(table_uri, "reading the history failed", e, opts)) from None
 
 
 def day_version(table_uri: str, date: dt.date, *, storage_options: Mapping[str, str] | None = None) -> int | None:
@@ -79,11 +80,11 @@ def day_version(table_uri: str, date: dt.date, *, storage_options: Mapping[str, 
     holding the GIL. A caller compares it with the day's current version to skip an unchanged re-run.
     """
     opts = storage_options_for(table_uri, storage_options)
-    dtab = _open(table_uri, opts)
+    dtab = open_table(table_uri, opts)
     if dtab is None:
         return None
     try:
         version = dtab.transaction_version(app_id(date))
     except Exception as e:
-        raise StorageError(_one_line(table_uri, "reading the application transactions failed", e, opts)) from None
+        raise StorageError(one_line(table_uri, "reading the application transactions failed", e, opts)) from None
     return None if version is None else int(version)
