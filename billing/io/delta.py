@@ -149,7 +149,9 @@ def replace_day(table_uri: str, date: dt.date, table: pa.Table | DayRows | DayFi
 
     The table is created (version 0, an empty ``CREATE TABLE`` commit partitioned by ``date``, with the
     rows' schema) when absent. ``table`` need not hold ``date``: it is added as the first column.
-    A :class:`DayFile` is copied into the table as it is when the table's schema is ``date`` + the file's.
+    A :class:`DayFile` is copied into the table as it is when the table's schema is ``date`` + the file's and its
+    protocol asks nothing more of writers. A table not partitioned by ``date`` alone, or append-only, is refused
+    (:class:`billing.errors.TableShapeError`) before anything is written.
     ``metadata`` must hold ``billing_version`` (an integer >= 1) and ``manifest_sha256`` (64 hex digits);
     ``date`` is added (or checked); every entry goes into the commit's metadata. Returns the Delta table
     version of this commit (exactly this one, even when concurrent commits landed just before or after).
@@ -201,7 +203,7 @@ def _check_replaceable(dtab: Any, table_uri: str, opts: Mapping[str, str] | None
         raise StorageError(one_line(table_uri, "reading its metadata failed", e, opts)) from None
     if parts != [PARTITION]:
         raise TableShapeError(f"Delta table {table_uri}: partitioned by {parts or 'nothing'}, not by {PARTITION}: "
-                           f"billing replaces one {PARTITION} partition a day")
+                              f"billing replaces one {PARTITION} partition a day")
     if str(config.get("delta.appendOnly", "false")).lower() == "true":
         raise TableShapeError(f"Delta table {table_uri}: delta.appendOnly=true, so a day's rows cannot be replaced")
 
@@ -270,5 +272,3 @@ def _is_conflict(e: Exception, commit_failed: type[Exception]) -> bool:
     text = str(e).lower()
     # A commit whose version a concurrent writer took, reported as such after delta-rs's own retries.
     return "already exists" in text and ("version" in text or "commit" in text or "_delta_log" in text)
-
-
