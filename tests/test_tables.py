@@ -306,6 +306,15 @@ def test_a_broken_or_misshapen_table_after_the_commit_says_the_version_is_commit
     assert "partitioned by ['ad_id'], not by date" in r.stderr and "fix the table or move it aside" in r.stderr
 
 
+def test_publish_tables_of_every_day_under_a_missing_out_is_exit_2(tmp_path: Path) -> None:
+    """A mistyped OUT is not an OUT without days: exit 2 in one line (an existing OUT without days: exit 0)."""
+    r = CliRunner().invoke(cli, ["publish-tables", "--all-days", "--out", str(tmp_path / "no-such-out")])
+    assert r.exit_code == 2 and "no such directory" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.output
+    (tmp_path / "empty").mkdir()
+    r = CliRunner().invoke(cli, ["publish-tables", "--all-days", "--out", str(tmp_path / "empty")])
+    assert r.exit_code == 0 and "no committed day under" in r.stdout, r.output
+
+
 def test_current_paths_without_a_committed_day_is_exit_2(tmp_path: Path) -> None:
     """Like export and show: an OUT that does not exist, or holds no committed day, is unusable input."""
     empty = tmp_path / "empty"

@@ -213,6 +213,8 @@ def publish_days(out: Store, dates: list[dt.date] | None, *, s3_endpoint: str | 
     each under its day's lock. A named day without a version, or locked by a run, is exit 2; when every
     day is backfilled, a day being reconciled is skipped (that run brings its tables level itself)."""
     every = dates is None
+    if every:
+        out.check_readable()  # a mistyped local OUT, or a missing bucket, is exit 2, not "no committed day"
     done = []
     for date in committed_days(out) if dates is None else dates:
         day = Day(out, date)
