@@ -27,7 +27,6 @@ from billing.io.stream import (
     STREAM_HEAD,
     StreamSource,
     inspect_stream,
-    read_stream,
     stream_pieces,
     stream_quarantine,
 )
@@ -54,11 +53,9 @@ class StreamSide(Protocol):
     def check(self) -> None:
         """Refuse an unusable source (exit 2) before the day is deduplicated; reads no row of a table."""
 
-    def rows(self) -> pa.Table:
-        """The day's sink rows, :data:`STREAM_SCHEMA`; ``file_id``/``row_no`` point back at each row."""
-
     def pieces(self) -> Iterator[pa.Table]:
-        """The same rows in pieces (a file's row group at a time, where the source allows)."""
+        """The day's sink rows, :data:`STREAM_SCHEMA`, in pieces (a file's row groups at a time, where the source
+        allows); ``file_id``/``row_no`` point back at each row."""
 
     @property
     def has_spend(self) -> bool:
@@ -94,9 +91,6 @@ class FileStream:
 
     def check(self) -> None:
         self.sources()  # an unreadable stream file stops the run here
-
-    def rows(self) -> pa.Table:
-        return read_stream(self.store, self.sources())
 
     def pieces(self) -> Iterator[pa.Table]:
         # row groups gathered to ~PIECE_ROWS: a file of many tiny row groups is not copied a few rows at a time
