@@ -39,7 +39,7 @@ from billing import faults, schemas
 from billing.day.lock import new_run_id
 from billing.day.publish import MANIFEST, Day
 from billing.errors import BadInputError, LockedError, StorageError, TableShapeError
-from billing.io.delta import DayFile, DayRows, replace_day
+from billing.io.delta import DayFile, DayRows, replace_day, same_columns
 from billing.io.delta_read import day_version
 from billing.io.storage import Store
 
@@ -117,13 +117,10 @@ def publish_current(day: Day, version: int, *, s3_endpoint: str | None = None) -
                 faults.point("before_tables")
             held.renew()
             replace_day(uri, day.date, rows, metadata=meta, storage_options=opts)
-        except TableShapeError as e:
-            raise TableShapeError(f"version {version} of {day.date} is committed, but its tables are not level "
-                                  f"({e}); fix the table or move it aside, then 'billing publish-tables --date "
-                                  f"{day.date}' brings them level") from None
         except StorageError as e:
-            raise StorageError(f"version {version} of {day.date} is committed, but its tables are not level "
-                               f"({e}); 'billing publish-tables --date {day.date}' brings them level") from None
+            fix = "fix the table or move it aside, then " if isinstance(e, TableShapeError) else ""
+            raise type(e)(f"version {version} of {day.date} is committed, but its tables are not level ({e}); "
+                          f"{fix}'billing publish-tables --date {day.date}' brings them level") from None
         written.append(name)
         if name == "totals":
             faults.point("mid_tables")
@@ -150,7 +147,7 @@ def _version_file(day: Day, version: int, name: str) -> DayFile | DayRows:
     path = day.path(f"v={version}", SOURCES[name])
     with day.out.open_input(path) as f:
         meta = pq.ParquetFile(f).metadata
-    if not _same_columns(meta.schema.to_arrow_schema(), rows.schema):
+    if not same_columns(meta.schema.to_arrow_schema(), rows.schema):
         return rows
     nulls = {}
     for i, col in enumerate(meta.schema.names):
@@ -160,10 +157,6 @@ def _version_file(day: Day, version: int, name: str) -> DayFile | DayRows:
     table_path = f"{TABLES_DIR}/{name}"
     return DayFile(rows.schema, meta.num_rows, nulls,
                    lambda rel: day.out.copy(path, f"{table_path}/{rel}"), rows)
-
-
-def _same_columns(a: pa.Schema, b: pa.Schema) -> bool:
-    return a.remove_metadata().equals(b.remove_metadata())
 
 
 def _day_row(day: Day, version: int, manifest_sha256: str, manifest: dict[str, Any]) -> pa.Table:

@@ -219,10 +219,10 @@ def _takes_files_as_they_are(dtab: Any, schema: pa.Schema) -> bool:
         return False
     if any(f.metadata and "delta.invariants" in f.metadata for f in dtab.schema().fields):
         return False
-    return _same_schema(dtab.schema().to_arrow(), schema)
+    return same_columns(dtab.schema().to_arrow(), schema)
 
 
-def _same_schema(a: Any, b: pa.Schema) -> bool:
+def same_columns(a: Any, b: pa.Schema) -> bool:
     """Same columns in the same order, each of the same type and nullability (metadata aside)."""
     a = pa.schema(a)
     return len(a) == len(b) and all(x.name == y.name and x.type == y.type and x.nullable == y.nullable
