@@ -34,6 +34,9 @@ def _step(args: argparse.Namespace) -> dict[str, Any]:
                                         "out": args.out, "slices": str(args.n), "memory_limit": args.memory_limit})
         plan, uri, parts = distributed.plan_day(cfg)
         out = {"uri": uri, "parts": parts, "slices": len(plan.ranges)}
+    elif args.step == "set-aside" and args.every > 1:  # parts first, first + every, ... (one of W machines)
+        mine = range(args.first, args.n, args.every)
+        out = {"parts_run": sum(distributed.set_aside_planned(args.uri, p) for p in mine)}
     elif args.step == "set-aside":
         out = {"parts_run": distributed.set_aside_planned(args.uri, args.part)}
     elif args.step == "slices":
@@ -54,16 +57,27 @@ def _run(step: str, *extra: str) -> dict[str, Any]:
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
+def _spread(step: str, uri: str, n: int, workers: int) -> list[dict[str, Any]]:
+    """Items 0..n-1 of a step (slices, set-aside parts) in W processes at once, worker w taking w, w + W, ..."""
+    procs = [subprocess.Popen([sys.executable, "-m", "benchmarks.decode", "--step", step, "--uri", uri,
+                               "--n", str(n), "--first", str(w), "--every", str(workers)],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) for w in range(workers)]
+    return [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
+
+
 def measure(lake: str, n: int, out: str, memory_limit: str, workers: int) -> dict[str, Any]:
     res: dict[str, Any] = {"slices_requested": n, "workers": workers, "memory_limit": memory_limit}
     res["plan"] = _run("plan", "--lake", lake, "--n", str(n), "--out", out, "--memory-limit", memory_limit)
     uri = res["plan"]["uri"]
-    res["set_aside"] = _run("set-aside", "--uri", uri)
+    if workers == 1 or not res["plan"]["parts"]:
+        res["set_aside"] = _run("set-aside", "--uri", uri)
+    else:  # the parts spread over the W workers, as the DAG's mapped set-aside tasks would be
+        started = time.monotonic()
+        res["set_aside_workers"] = _spread("set-aside", uri, res["plan"]["parts"], workers)
+        res["set_aside"] = {"seconds": round(time.monotonic() - started, 2),
+                            "peak_rss_gib": max(w["peak_rss_gib"] for w in res["set_aside_workers"])}
     started = time.monotonic()
-    procs = [subprocess.Popen([sys.executable, "-m", "benchmarks.decode", "--step", "slices", "--uri", uri,
-                               "--n", str(res["plan"]["slices"]), "--first", str(w), "--every", str(workers)],
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) for w in range(workers)]
-    res["slices"] = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
+    res["slices"] = _spread("slices", uri, res["plan"]["slices"], workers)
     res["slices_wall_seconds"] = round(time.monotonic() - started, 2)
     res["merge"] = _run("merge", "--uri", uri)
     work = Path(uri).parent

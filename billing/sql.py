@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from importlib.resources.abc import Traversable
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -238,6 +239,16 @@ def reader(con: duckdb.DuckDBPyConnection, name: str, **params: Any) -> pa.Recor
     if rel is None:
         raise SqlContractError(f"{path_of(name)} returns no rows")
     return rel.to_arrow_reader(BATCH_ROWS)
+
+
+def copy_to(con: duckdb.DuckDBPyConnection, name: str, path: Path, **params: Any) -> None:
+    """Write the result of a query file to ``path`` as Parquet, from DuckDB (never through Arrow)."""
+    text = load(name)
+    wanted = params_of(text)
+    check_inputs(con, name)
+    quoted = str(path).replace("'", "''")
+    con.execute(f"COPY ({text.rstrip().rstrip(';')}\n) TO '{quoted}' (FORMAT parquet)",
+                {k: params[k] for k in wanted} if wanted else None)
 
 
 def fetch_dicts(con: duckdb.DuckDBPyConnection, name: str, **params: Any) -> list[dict[str, Any]]:

@@ -212,7 +212,8 @@ def run_planned_slice(uri: str, k: int, *, s3_endpoint: str | None = None,
                     dest.write_bytes(out.read_bytes(f"{work}/{ASIDE}/part-{m['part']:04d}/{name}") or b"")
                     local.append(dest)
             direct = Direct(aside.direct_sources(inputs.sources), aside.mode == "core", local)
-        partial = run_slice(plan.cfg, inputs.raw, inputs.sources, plan.ranges[k], temp_dir=tmp, direct=direct)
+        partial = run_slice(plan.cfg, inputs.raw, inputs.sources, plan.ranges[k], temp_dir=tmp, direct=direct,
+                            folder=Path(tmp) / "p")
         partial.save(Path(tmp) / "p")
         for name in PARTIAL_FILES:
             out.upload(f"{work}/slice-{k:04d}/{name}", Path(tmp) / "p" / name)

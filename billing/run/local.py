@@ -73,9 +73,11 @@ def dedup_day(cfg: ReconcileConfig, inputs: Inputs, ranges: list[ClickRange],
             with ThreadPoolExecutor(max_workers=1) as writer:
                 saved = []
                 for i, rng in enumerate(ranges):
-                    partial = run_slice(cfg, inputs.raw, inputs.sources, rng, temp_dir=str(work), direct=directs[i])
+                    folder = work / f"slice-{i:04d}"
+                    partial = run_slice(cfg, inputs.raw, inputs.sources, rng, temp_dir=str(work), direct=directs[i],
+                                        folder=folder)
                     _slice_done(bar, i, len(ranges), partial)
-                    saved.append(writer.submit(partial.save, work / f"slice-{i:04d}"))
+                    saved.append(writer.submit(partial.save, folder))
                 partials = [s.result() for s in saved]
     with progress.stage("merge"):
         merged = merge(partials)
@@ -92,7 +94,7 @@ def _slice_done(bar: progress.Tracker, i: int, n: int, partial: SlicePartial) ->
 def _run_slice_job(args: tuple[ReconcileConfig, list[SourceFile], ClickRange, str, land.Direct | None]) -> str:
     cfg, sources, rng, folder, direct = args
     store = open_store(cfg.raw, endpoint=cfg.s3_endpoint, max_attempts=cfg.s3_max_attempts)
-    run_slice(cfg, store, sources, rng, temp_dir=folder, direct=direct).save(Path(folder))
+    run_slice(cfg, store, sources, rng, temp_dir=folder, direct=direct, folder=Path(folder)).save(Path(folder))
     return folder
 
 

@@ -19,6 +19,8 @@ from billing.ledger import Ledger
 from billing.schemas import FACTS_SCHEMA, QUARANTINE_POINTERS
 
 _PARQUET_PARTS = ("window_facts", "quarantine_pointers", "conflicts")
+#: A saved partial's window facts.
+FACTS_FILE = "window_facts.parquet"
 #: The files a saved partial consists of (what run-slice uploads and merge downloads).
 PARTIAL_FILES = (*(f"{name}.parquet" for name in _PARQUET_PARTS), "ledger.json", "slice.json")
 
@@ -39,24 +41,30 @@ class SlicePartial:
     """How the slice went (slice.json): rows_decoded, rows_in_range, seconds, worker."""
 
     def save(self, folder: Path) -> SlicePartial:
-        """Write the partial to ``folder``; return it with its window facts left on disk."""
+        """Write the partial to ``folder``; return it with its window facts left on disk.
+
+        Window facts already written there (billing.slice.run.run_slice with ``folder``) are left as they are.
+        """
         folder.mkdir(parents=True, exist_ok=True)
+        facts = folder / FACTS_FILE
         for name in _PARQUET_PARTS:
-            pq.write_table(getattr(self, name), folder / f"{name}.parquet")
+            if name != "window_facts" or facts not in self.facts_files:
+                pq.write_table(getattr(self, name), folder / f"{name}.parquet")
         (folder / "ledger.json").write_text(json.dumps(self.ledger.as_dict(), sort_keys=True, allow_nan=False))
         (folder / "slice.json").write_text(json.dumps(self.stats, sort_keys=True, allow_nan=False) + "\n")
+        files = self.facts_files if facts in self.facts_files else [*self.facts_files, facts]
         return SlicePartial(self.window_facts.schema.empty_table(), self.ledger, self.quarantine_pointers,
-                            self.conflicts, [*self.facts_files, folder / "window_facts.parquet"], self.stats)
+                            self.conflicts, files, self.stats)
 
     @classmethod
     def load(cls, folder: Path) -> SlicePartial:
         """A saved partial; its window facts stay on disk."""
         return cls(
-            window_facts=pq.read_schema(folder / "window_facts.parquet").empty_table(),
+            window_facts=pq.read_schema(folder / FACTS_FILE).empty_table(),
             ledger=Ledger.from_dict(json.loads((folder / "ledger.json").read_text())),
             quarantine_pointers=pq.read_table(folder / "quarantine_pointers.parquet"),
             conflicts=pq.read_table(folder / "conflicts.parquet"),
-            facts_files=[folder / "window_facts.parquet"],
+            facts_files=[folder / FACTS_FILE],
             stats=json.loads((folder / "slice.json").read_text()) if (folder / "slice.json").exists() else {},
         )
 

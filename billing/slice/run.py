@@ -7,6 +7,7 @@ import os
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pyarrow.parquet as pq
 
@@ -15,14 +16,18 @@ from billing.config import ReconcileConfig
 from billing.io.raw import ClickRange, SourceFile
 from billing.io.storage import Store
 from billing.slice import dedup, land, setaside, totals, validate
-from billing.slice.partial import SlicePartial
+from billing.slice.partial import FACTS_FILE, SlicePartial
 
 log = logging.getLogger(__name__)
 
 
 def run_slice(cfg: ReconcileConfig, store: Store, sources: list[SourceFile], rng: ClickRange,
-              temp_dir: str | None = None, direct: land.Direct | None = None) -> SlicePartial:
+              temp_dir: str | None = None, direct: land.Direct | None = None,
+              folder: Path | None = None) -> SlicePartial:
     """Read, validate, dedup and total one slice in a DuckDB session of its own.
+
+    With ``folder`` (where the caller then saves the partial, :meth:`SlicePartial.save`), the window facts are
+    written there by DuckDB, not returned in Arrow.
 
     Its ``stats`` (slice.json) say how many rows it decoded: those of the row groups whose statistics
     the reader cannot rule out (billing.slice.setaside.file_decode), plus its set-aside rows.
@@ -43,11 +48,15 @@ def run_slice(cfg: ReconcileConfig, store: Store, sources: list[SourceFile], rng
         del ids
         faults.point("after_dedup")
         reasons = validate.invalid_by_reason(con)
+        facts_file = None if folder is None else folder / FACTS_FILE
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
         partial = SlicePartial(
-            window_facts=totals.window_facts(con, cfg),
+            window_facts=totals.window_facts(con, cfg, facts_file),
             ledger=totals.slice_ledger(con, reasons),
             quarantine_pointers=validate.quarantine_pointers(con),
             conflicts=dedup.conflicts(con),
+            facts_files=[] if facts_file is None else [facts_file],
             stats={"lo": rng.lo, "hi": rng.hi, "rows_decoded": rows_decoded(cfg, sources, rng, direct),
                    "rows_in_range": int(in_range), "worker": f"{socket.gethostname()}:{os.getpid()}"},
         )
