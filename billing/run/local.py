@@ -73,11 +73,11 @@ def dedup_day(cfg: ReconcileConfig, inputs: Inputs, ranges: list[ClickRange],
             with ThreadPoolExecutor(max_workers=1) as writer:
                 saved = []
                 for i, rng in enumerate(ranges):
-                    folder = work / f"slice-{i:04d}"
+                    slice_dir = work / f"slice-{i:04d}"
                     partial = run_slice(cfg, inputs.raw, inputs.sources, rng, temp_dir=str(work), direct=directs[i],
-                                        folder=folder)
+                                        folder=slice_dir)
                     _slice_done(bar, i, len(ranges), partial)
-                    saved.append(writer.submit(partial.save, folder))
+                    saved.append(writer.submit(partial.save, slice_dir))
                 partials = [s.result() for s in saved]
     with progress.stage("merge"):
         merged = merge(partials)
