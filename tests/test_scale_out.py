@@ -155,3 +155,38 @@ def test_slices_facts_spans_come_from_statistics_and_unknown_means_all_time(tmp_
     assert day_shared_windows(day("a", "b", "e")) == [(at[1], at[1])]
     assert day_shared_windows(day("a", "b", "c")) == [(at[0], at[2])]  # c could be anywhere
     assert day_shared_windows(day("a")) == []
+
+
+def test_a_slice_writes_its_window_facts_from_duckdb_into_its_folder(demo_lake: Path, tmp_path: Path) -> None:
+    """run_slice with a folder writes the facts there (DuckDB's COPY, no Arrow copy) and save() keeps that file;
+    its rows are the ones the slice returns in Arrow without a folder, in any order."""
+    import pyarrow.parquet as pq
+
+    from billing.config import ReconcileConfig
+    from billing.run.inputs import open_inputs
+    from billing.schemas import FACTS_SCHEMA
+    from billing.slice import plan as slice_plan
+    from billing.slice.run import run_slice
+
+    cfg = ReconcileConfig.load(cli={"date": DEMO_DATE, "raw": str(demo_lake / "raw"),
+                                    "stream": str(demo_lake / "stream"), "out": str(tmp_path / "out"), "slices": "3"})
+    inputs, _ = open_inputs(cfg)
+    ranges = slice_plan.slice_ranges(cfg, inputs.sources)
+    assert len(ranges) == 3
+    keys = ["ad_id", "window_start"]
+    for k, rng in enumerate(ranges):
+        in_arrow = run_slice(cfg, inputs.raw, inputs.sources, rng, temp_dir=str(tmp_path))
+        folder = tmp_path / f"slice-{k}"
+        written = run_slice(cfg, inputs.raw, inputs.sources, rng, temp_dir=str(tmp_path), folder=folder)
+        facts = folder / "window_facts.parquet"
+        assert written.window_facts.num_rows == 0 and written.facts_files == [facts]
+        got = pq.read_table(facts)
+        assert [(f.name, f.type) for f in got.schema] == [(f.name, f.type) for f in FACTS_SCHEMA], got.schema
+        got = got.cast(FACTS_SCHEMA)  # DuckDB marks the columns it knows have no NULL as required
+        assert in_arrow.window_facts.num_rows > 0
+        assert got.sort_by([(c, "ascending") for c in keys]).equals(
+            in_arrow.window_facts.sort_by([(c, "ascending") for c in keys]))
+        before = facts.read_bytes()
+        saved = written.save(folder)
+        assert saved.facts_files == [facts] and facts.read_bytes() == before
+        assert in_arrow.save(tmp_path / f"arrow-{k}").facts_files == [tmp_path / f"arrow-{k}" / "window_facts.parquet"]
