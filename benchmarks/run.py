@@ -4,11 +4,13 @@ For each shape of BENCH_SHAPES (default ``dense``; any of benchmarks.generate.SH
 or ``all``) it generates (or reuses) a day of BENCH_ROWS raw rows (default 100M) under
 BENCH_DATA/<shape>-<rows> (default benchmarks/data, e.g. ``longtail-100M``), then runs, alternating,
 BENCH_REPEAT times each (BENCH_REPEATS is read too): (a) a bare scan of billing's columns, (b) the naive
-one-query DuckDB dedup + count, (c) the same in Polars (streaming), (d) ``billing reconcile`` with
-BENCH_ARGS. Each run is a fresh process; wall time is measured around it and peak RSS by sampling the RSS
-of its whole process tree every 20 ms. Prints medians (min-max), rows/s, peak RSS, the ratios, the day's
-windows and billing's µs per window after the slices (from its log line), checks that (b), (c) and (d) give
-the same totals, and writes everything as JSON to benchmarks/results/.
+one-query DuckDB dedup + count, (c) the same in Polars (streaming), (f) the naive one-query DuckDB diff
+((b) plus the stream side summed per key, the full outer join and the delta written in key order: the
+least any reconciliation does), (d) ``billing reconcile`` with BENCH_ARGS. Each run is a fresh process;
+wall time is measured around it and peak RSS by sampling the RSS of its whole process tree every 20 ms.
+Prints medians (min-max), rows/s, peak RSS, the ratios, the day's windows and billing's µs per window
+after the slices (from its log line), checks that (b), (c), (f) and (d) give the same totals, and writes
+everything as JSON to benchmarks/results/.
 
 BENCH_BASE=/path/to/another/checkout adds (e): ``billing reconcile`` run from that checkout's code (before →
 after figures in one invocation).
