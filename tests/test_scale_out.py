@@ -190,3 +190,20 @@ def test_a_slice_writes_its_window_facts_from_duckdb_into_its_folder(demo_lake: 
         saved = written.save(folder)
         assert saved.facts_files == [facts] and facts.read_bytes() == before
         assert in_arrow.save(tmp_path / f"arrow-{k}").facts_files == [tmp_path / f"arrow-{k}" / "window_facts.parquet"]
+
+
+def test_a_plan_under_another_memory_limit_is_another_plan(demo_lake: Path, tmp_path: Path) -> None:
+    """--memory-limit shapes the set-aside parts: re-planning under another one must not overwrite the first
+    plan under the same id and take its part files as its own (an outsider's finding: wrong totals, silently)."""
+    runner = CliRunner()
+
+    def plan(limit: str) -> str:
+        r = runner.invoke(cli, ["-q", "plan", *args(demo_lake, tmp_path / "o"), "--slices", "40",
+                                "--memory-limit", limit])
+        assert r.exit_code == 0, r.output
+        return r.stdout.strip()
+
+    small, large = plan("256MiB"), plan("8GB")
+    assert small != large
+    assert plan("256MiB") == small  # the same inputs and settings: the same plan
+    assert Path(small).exists() and Path(large).exists()

@@ -73,7 +73,10 @@ class Plan:
 
     @property
     def plan_id(self) -> str:
-        body = json.dumps({**self.to_json(), "config": self.cfg.content_settings()}, sort_keys=True, allow_nan=False)
+        # --memory-limit is no content setting, but it shapes the set-aside layout (parts of at most a slice's
+        # worth of rows under it): a plan of other parts must not take the part files of this one as its own.
+        body = json.dumps({**self.to_json(), "config": self.cfg.content_settings(),
+                           "memory_limit": self.cfg.memory_limit}, sort_keys=True, allow_nan=False)
         return hashlib.sha256(body.encode()).hexdigest()[:16]
 
     @classmethod
