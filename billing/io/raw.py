@@ -202,6 +202,6 @@ def rows_beyond_horizon(store: Store, sources: list[SourceFile]) -> int:
             col = pfile.read(columns=["ingest_time"]).column(0)
         plan = next(p for p in src.plans if p.name == "ingest_time")
         norm = normalise_column(col, plan, store.url(src.path))
-        total += src.num_rows - pc.sum(pc.fill_null(pc.less(norm, pa.scalar(src.ingest_cutoff, type=TS)),
-                                                      False).cast(pa.int64())).as_py()
+        before = pc.sum(pc.fill_null(pc.less(norm, pa.scalar(src.ingest_cutoff, type=TS)), False).cast(pa.int64()))
+        total += src.num_rows - (before.as_py() or 0)  # the sum of no rows is null
     return total
