@@ -49,7 +49,7 @@ ONLY = [w for w in os.environ.get("BENCH_ONLY", "").split(",") if w]
 BILLING_ARGS = os.environ.get("BENCH_ARGS", "").split()
 BASE = os.environ.get("BENCH_BASE", "")
 NAMES = {"scan": "(a) bare scan", "duckdb": "(b) naive DuckDB", "polars": "(c) naive Polars",
-         "billing": "(d) billing reconcile", "base": "(e) billing at BASE", "reconcile": "(f) naive DuckDB diff"}
+         "billing": "(d) billing reconcile", "base": "(e) billing at BASE", "diff": "(f) naive DuckDB diff"}
 #: billing.run.stages logs this once the day's part after the slices is done
 AFTER_SLICES = re.compile(r"after the slices: ([0-9.]+)s for ([0-9]+) windows")
 
@@ -104,7 +104,7 @@ def totals_of(name: str, out: Path) -> list:
         cur = json.loads((out / "dt=2026-11-26" / "_current.json").read_text())
         t = pq.read_table(out / "dt=2026-11-26" / cur["dir"] / "totals.parquet",
                           columns=["ad_id", "window_start", "clicks"])
-    elif name == "reconcile":  # its drift.parquet's keys with batch clicks are the totals
+    elif name == "diff":  # its drift.parquet's keys with batch clicks are the totals
         t = pq.read_table(out / "drift.parquet", columns=["ad_id", "window_start", "batch_clicks"],
                           filters=[("batch_clicks", ">", 0)]).rename_columns(["ad_id", "window_start", "clicks"])
     else:
@@ -117,7 +117,7 @@ def bench_shape(shape: str) -> dict:
     data = DATA / f"{shape}-{rows_label(ROWS)}"
     meta = generate(data, ROWS, shape=shape)
     rows = sum(pq.ParquetFile(f).metadata.num_rows for f in horizon_files(data))
-    workloads = ONLY or ["scan", "duckdb", "polars", "reconcile", "billing", *(["base"] if BASE else [])]
+    workloads = ONLY or ["scan", "duckdb", "polars", "diff", "billing", *(["base"] if BASE else [])]
     results: dict[str, list[tuple[float, int]]] = {w: [] for w in workloads}
     after: list[tuple[float, int]] = []
     base_after: list[float] = []
@@ -159,7 +159,7 @@ def bench_shape(shape: str) -> dict:
               f"{t['rows_per_s']:14,.0f} {t['peak_rss_gib']:12.2f} {t['max_peak_rss_gib']:6.2f}")
     ratios = {}
     if "billing" in table:
-        for base in ("duckdb", "polars", "scan", "base", "reconcile"):
+        for base in ("duckdb", "polars", "scan", "base", "diff"):
             if base in table:
                 ratios[f"time d/{base}"] = table["billing"]["median_s"] / table[base]["median_s"]
                 ratios[f"peak RSS d/{base}"] = table["billing"]["peak_rss_gib"] / table[base]["peak_rss_gib"]
@@ -182,6 +182,9 @@ def bench_shape(shape: str) -> dict:
 
 
 def main() -> None:
+    wrong = [w for w in ONLY if w not in NAMES]
+    if wrong:
+        sys.exit(f"unknown workload(s) {', '.join(wrong)} in BENCH_ONLY: choose from {', '.join(NAMES)}")
     unknown = [s for s in RUN_SHAPES if s not in SHAPES]
     if unknown:
         sys.exit(f"unknown shape(s) {', '.join(unknown)}: choose from {', '.join(SHAPES)} or 'all'")

@@ -1,6 +1,6 @@
 """The workloads the benchmark compares, each run in a process of its own:
 
-    python -m benchmarks.workloads {scan|duckdb|polars|reconcile} DATA OUT_DIR
+    python -m benchmarks.workloads {scan|duckdb|polars|diff} DATA OUT_DIR
 
 ``billing`` itself is run through its console script by ``benchmarks.run``.
 Every workload reads the same files: the horizon of the day (dt=D, and dt=D+1 hours 00-01).
@@ -88,7 +88,7 @@ WORKLOADS = {"scan": scan, "duckdb": naive_duckdb, "polars": naive_polars}
 if __name__ == "__main__":
     name, data, out = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
     out.mkdir(parents=True, exist_ok=True)
-    if name == "reconcile":
+    if name == "diff":
         naive_reconcile(horizon_files(data), out, stream_files(data))
     else:
         WORKLOADS[name](horizon_files(data), out)

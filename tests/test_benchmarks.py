@@ -24,7 +24,7 @@ def test_the_naive_diff_is_the_naive_count_joined_to_the_stream_sums(tmp_path: P
         (tmp_path / name).mkdir()
     naive_duckdb(files, tmp_path / "b")
     naive_reconcile(files, tmp_path / "f", stream)
-    assert totals_of("reconcile", tmp_path / "f") == totals_of("duckdb", tmp_path / "b")
+    assert totals_of("diff", tmp_path / "f") == totals_of("duckdb", tmp_path / "b")
 
     # independently: one copy per click_id (any: the generator's copies share ad and time), counted per
     # (ad, minute); the stream rows summed per key; every key of the union, delta = stream - batch
