@@ -229,26 +229,26 @@ def table(con: duckdb.DuckDBPyConnection, name: str, **params: Any) -> pa.Table:
     return reader(con, name, **params).read_all()
 
 
-def reader(con: duckdb.DuckDBPyConnection, name: str, **params: Any) -> pa.RecordBatchReader:
-    """The result of a query file as a stream of Arrow batches of :data:`BATCH_ROWS` rows (the last may be
-    shorter): a day-sized result leaves DuckDB one batch at a time."""
+def relation(con: duckdb.DuckDBPyConnection, name: str, **params: Any) -> duckdb.DuckDBPyRelation:
+    """The result of a query file as a DuckDB relation, not yet run."""
     text = load(name)
     wanted = params_of(text)
     check_inputs(con, name)
     rel = con.sql(text, params={k: params[k] for k in wanted} if wanted else None)
     if rel is None:
         raise SqlContractError(f"{path_of(name)} returns no rows")
-    return rel.to_arrow_reader(BATCH_ROWS)
+    return rel
+
+
+def reader(con: duckdb.DuckDBPyConnection, name: str, **params: Any) -> pa.RecordBatchReader:
+    """The result of a query file as a stream of Arrow batches of :data:`BATCH_ROWS` rows (the last may be
+    shorter): a day-sized result leaves DuckDB one batch at a time."""
+    return relation(con, name, **params).to_arrow_reader(BATCH_ROWS)
 
 
 def copy_to(con: duckdb.DuckDBPyConnection, name: str, path: Path, **params: Any) -> None:
     """Write the result of a query file to ``path`` as Parquet, from DuckDB (never through Arrow)."""
-    text = load(name)
-    wanted = params_of(text)
-    check_inputs(con, name)
-    quoted = str(path).replace("'", "''")
-    con.execute(f"COPY ({text.rstrip().rstrip(';')}\n) TO '{quoted}' (FORMAT parquet)",
-                {k: params[k] for k in wanted} if wanted else None)
+    relation(con, name, **params).write_parquet(str(path))
 
 
 def fetch_dicts(con: duckdb.DuckDBPyConnection, name: str, **params: Any) -> list[dict[str, Any]]:
