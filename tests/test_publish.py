@@ -373,3 +373,52 @@ def test_local_conditional_writes(tmp_path: Path) -> None:
     assert second is not None and store.write_if("d/k", b"three", first) is None
     assert store.read_tagged("d/k") == (b"two", second)
     assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["k"]
+
+
+class RenewingHolder(LocalStore):
+    """A store on which the lock's holder renews it right after each of the first ``renewals`` reads.
+
+    It stands for the race the S3 zombie test hit by chance: between a breaker's read of a stale lock
+    and its conditional write, the stale holder's heartbeat rewrote the file.
+    """
+
+    def __init__(self, root: Path, holder: dict[str, object], renewals: int) -> None:
+        super().__init__(root)
+        self.holder, self.renewals, self.reads = holder, renewals, 0
+
+    def read_tagged(self, path: str) -> tuple[bytes, str] | None:
+        found = super().read_tagged(path)
+        if path.endswith("_lock.json") and found is not None and self.renewals > 0:
+            self.renewals -= 1
+            self.reads += 1
+            beat = {**self.holder, "beat": self.reads}
+            self.write_bytes(path, json.dumps(beat).encode())
+        return found
+
+
+@pytest.mark.parametrize("ttl_s", [0, 60])
+def test_a_stale_lock_renewed_while_it_is_broken_is_judged_again(tmp_path: Path, ttl_s: int) -> None:
+    import datetime as dt
+
+    from billing.day.lock import ACQUIRE_ATTEMPTS, DayLock
+    from billing.day.publish import Day
+    from billing.errors import LockedError
+
+    now = dt.datetime.now(dt.UTC)
+    holder = {"host": f"not-{socket.gethostname()}", "pid": 1, "run_id": "zombie",
+              "acquired_at": now.isoformat(), "expires_at": (now + dt.timedelta(seconds=ttl_s)).isoformat()}
+    store = RenewingHolder(tmp_path, holder, renewals=2)
+    stale = {**holder, "expires_at": (now - dt.timedelta(seconds=5)).isoformat()}
+    store.write_bytes(f"{DAY}/_lock.json", json.dumps(stale).encode())
+    lock = DayLock(Day(store, dt.date.fromisoformat(DAY.removeprefix("dt="))), "breaker", dt.timedelta(hours=1))
+    if ttl_s == 0:  # the holder's renewals leave it stale (TTL 0): the breaker tries again and wins
+        lock.acquire()
+        try:
+            assert json.loads(store.read_bytes(f"{DAY}/_lock.json"))["run_id"] == "breaker"
+            assert store.reads == 2 < ACQUIRE_ATTEMPTS
+        finally:
+            lock.release()
+    else:  # the holder renewed for a minute: it is live, and the breaker says who holds the day
+        with pytest.raises(LockedError, match=r"being reconciled by another run .*run zombie"):
+            lock.acquire()
+        assert json.loads(store.read_bytes(f"{DAY}/_lock.json"))["run_id"] == "zombie"

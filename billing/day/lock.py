@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 CURRENT = "_current.json"
 LOCK = "_lock.json"
+ACQUIRE_ATTEMPTS = 5  # reads and conditional writes of the lock before a run gives up
 
 def parse_current(data: bytes | str, url: str) -> dict[str, Any]:
     """The content of a day's ``_current.json``: ``{"version": N, "dir": "v=N"}``, or exit 2 naming the file."""
@@ -81,14 +82,23 @@ class DayLock:
         return f"the month {prefix.removeprefix('month=')}" if prefix.startswith("month=") else str(self.day.date)
 
     def acquire(self) -> None:
+        """Take the lock: create it, or take over a stale one; a live holder's lock stops the run.
+
+        Every write is conditional, so a write that fails means the file changed between our read
+        and our write: released, taken by a breaker, or renewed by its holder. The lock is then read
+        again and judged again (a holder that renewed is live again, unless its TTL is 0), a few
+        times before the run gives up.
+        """
         store, url = self.day.out, self.day.url(LOCK)
         self._acquired_at = now_ms().isoformat()
         body = self._body()
         tag = store.write_if(self._path, body, None)
-        if tag is None:
+        for _ in range(ACQUIRE_ATTEMPTS):
+            if tag is not None:
+                break
             found = store.read_tagged(self._path)
             other = _parse_lock(found[0]) if found else None
-            if found is None:  # released between our create and our read: one more try
+            if found is None:  # released between our write and our read
                 tag = store.write_if(self._path, body, None)
             elif other is not None and other.get("run_id") == self.run_id:
                 tag = found[1]  # our own create went through and its answer was lost; the retry saw it
@@ -101,8 +111,9 @@ class DayLock:
             else:
                 log.warning("breaking stale lock %s held by %s", url, other)
                 tag = store.write_if(self._path, body, found[1])  # only one breaker can win
-            if tag is None:
-                raise LockedError(f"{self._what()}: lost the race for {url} to another run")
+        if tag is None:
+            raise LockedError(f"{self._what()}: lost the race for {url} to another run "
+                              f"({ACQUIRE_ATTEMPTS} attempts, the lock changed under each)")
         self.tag = tag
         self._renewed = time.monotonic()
         base = store.read_tagged(self.day.path(CURRENT))
