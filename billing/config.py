@@ -47,9 +47,11 @@ S3_MAX_ATTEMPTS = 8
 LOCK_TTL = dt.timedelta(minutes=2)
 #: The first day billing reconciles: its horizon holds only instants after 1970 (see the README, Decisions).
 FIRST_DATE = dt.date(1970, 1, 2)
-#: The smallest ``--memory-limit``: DuckDB gets 40% of it (~100 MiB), what its fixed costs and a
-#: small day need; below ~16 MB it cannot even read a 20k-row day.
-MIN_MEMORY_LIMIT = 256 * 2**20
+#: The smallest ``--memory-limit`` (README, Scale: Memory): the process's own ~200 MiB, the outputs' row groups
+#: being written and DuckDB's sorts and joins of a day's keys, which need more as keys grow (an 80M-key sort
+#: 102–150 MiB, a 10M-key one < 64 MiB). At 1.5GiB the 100M-row long-tail day (80.4M windows) peaked at
+#: 1,405 MiB; at 1GiB its diff ran out of memory; at 256MiB (the earlier minimum) 1M-row days did.
+MIN_MEMORY_LIMIT = 1536 * 2**20
 
 
 @dataclass(frozen=True)
@@ -117,7 +119,7 @@ class ReconcileConfig(AnomalySettings):
             raise UsageError(f"--tolerance-rel must be a finite number >= 0, got {self.tolerance_rel}")
         if self.memory_limit < MIN_MEMORY_LIMIT:
             raise UsageError(f"--memory-limit {self.memory_limit} bytes is below the minimum of "
-                             f"{MIN_MEMORY_LIMIT // 2**20}MiB")
+                             "1.5GiB (1536MiB): billing's own memory and a day's sorts need it")
         for name in ("slices", "threads"):
             if getattr(self, name) < 0:
                 raise UsageError(f"--{name} must be >= 0")

@@ -12,10 +12,31 @@ from billing import sql
 MACRO_FILES = ("packing", "validate", "money", "stream_validate")
 
 
-#: DuckDB's share of a run's memory limit (``--memory-limit``): it spills to disk beyond it. The
-#: rest holds what stages hand each other as Arrow tables (a day's windows, the drift table), so
-#: the whole process stays under the limit.
+#: What the process holds before any data, whatever the day: the interpreter, pyarrow, DuckDB, deltalake
+#: and the report's libraries (193–203 MiB RSS measured after the imports). A run's memory limit less this
+#: is what its stages share.
+PROCESS_BASE = 256 * 2**20
+
+#: DuckDB's share of what a run's memory limit leaves beyond :data:`PROCESS_BASE`: it spills to disk beyond
+#: it. The rest holds what stages hand each other as Arrow tables (a stream piece, the rows being written),
+#: so the whole process stays under the limit.
 DUCKDB_SHARE = 0.4
+
+
+def budget(memory_limit: int) -> int:
+    """What a run's stages share: the limit less the process's own :data:`PROCESS_BASE` (at least a quarter
+    of the limit, for the small sessions tests and tools open)."""
+    return max(memory_limit - PROCESS_BASE, memory_limit // 4)
+
+
+def duckdb_limit(memory_limit: int, *, held: int = 0) -> int:
+    """DuckDB's memory limit while the process holds ``held`` bytes of Arrow outside it.
+
+    Its share (:data:`DUCKDB_SHARE` of the :func:`budget`), unless what is held leaves less than that:
+    then what is left, never below a quarter of the share.
+    """
+    share = int(budget(memory_limit) * DUCKDB_SHARE)
+    return max(share // 4, min(share, budget(memory_limit) - held))
 
 
 def connect(*, memory_limit: int, threads: int = 0, temp_dir: str | None = None) -> duckdb.DuckDBPyConnection:
@@ -24,7 +45,7 @@ def connect(*, memory_limit: int, threads: int = 0, temp_dir: str | None = None)
     con.execute("SET TimeZone = 'UTC'")
     # Progress is ours (billing.progress): DuckDB's own bar would reach logs and terminals as noise.
     con.execute("SET enable_progress_bar = false")
-    con.execute(f"SET memory_limit = '{int(memory_limit * DUCKDB_SHARE)}B'")
+    con.execute(f"SET memory_limit = '{duckdb_limit(memory_limit)}B'")
     # Results are sorted explicitly where order matters; letting DuckDB stream
     # unordered keeps big aggregations inside the memory limit.
     con.execute("SET preserve_insertion_order = false")
@@ -37,10 +58,9 @@ def connect(*, memory_limit: int, threads: int = 0, temp_dir: str | None = None)
 
 
 def set_memory(con: duckdb.DuckDBPyConnection, memory_limit: int, *, held: int = 0) -> None:
-    """DuckDB's share of ``memory_limit``, less ``held`` bytes the process holds outside DuckDB meanwhile
-    (never below a quarter of the share): e.g. the day's stream rows in Arrow while DuckDB sums them."""
-    share = int(memory_limit * DUCKDB_SHARE)
-    con.execute(f"SET memory_limit = '{max(share // 4, share - held)}B'")
+    """Set DuckDB's limit for a stage that holds ``held`` bytes outside it (:func:`duckdb_limit`): e.g. the
+    stream piece being copied in, or the row groups of the outputs being written."""
+    con.execute(f"SET memory_limit = '{duckdb_limit(memory_limit, held=held)}B'")
 
 
 def _quote(text: str) -> str:

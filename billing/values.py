@@ -77,7 +77,7 @@ def parse_bytes(text: str | int) -> int:
         return text
     m = _SIZE.match(text)
     if not m:
-        raise UsageError(f"not a size: {text!r} (use e.g. 4GB or 512MiB)")
+        raise UsageError(f"not a size: {text!r} (use e.g. 4GB or 1536MiB)")
     unit = m.group(2).lower() if m.group(2) else None
     size = int(float(m.group(1)) * _SIZE_UNITS[unit])
     if size >= 2**63:

@@ -65,7 +65,7 @@ def write_stream(root: Path, rows: list[tuple[int, dt.datetime, int]], name: str
 
 def config(tmp: Path, **kw: Any) -> ReconcileConfig:
     base = {"date": D, "raw": str(tmp / "raw"), "stream": str(tmp / "stream"), "out": str(tmp / "out"),
-            "memory_limit": 1 << 30, "threads": 2}
+            "memory_limit": 1536 << 20, "threads": 2}
     base.update(kw)
     return ReconcileConfig(**base)
 

@@ -51,7 +51,7 @@ def test_exit_3_when_drift_is_flagged_and_outputs_are_written(runner: CliRunner,
     (["--date", "2026-02-30"], "billing: error: not a date: '2026-02-30' (use YYYY-MM-DD)"),
     (["--lateness", "soon"], "billing: error: not a duration: 'soon' (use e.g. 2h, 90m, 30s)"),
     (["--max-id-skew", "x"], "billing: error: not a duration: 'x' (use e.g. 2h, 90m, 30s, or 'off')"),
-    (["--memory-limit", "lots"], "billing: error: not a size: 'lots' (use e.g. 4GB or 512MiB)"),
+    (["--memory-limit", "lots"], "billing: error: not a size: 'lots' (use e.g. 4GB or 1536MiB)"),
 ])
 def test_bad_options_exit_2_with_one_line(runner: CliRunner, tmp_path: Path, args: list[str], message: str) -> None:
     r = runner.invoke(cli, ["reconcile", *lake(tmp_path), *args])
@@ -139,7 +139,8 @@ def one_error_line(r) -> str:
     (["--tolerance-rel", "inf"], "billing: error: --tolerance-rel must be a finite number >= 0, got inf"),
     (["--tolerance-rel", "-0.5"], "billing: error: --tolerance-rel must be a finite number >= 0, got -0.5"),
     (["--tolerance-abs", "-1"], "billing: error: --tolerance-abs must be >= 0, got -1"),
-    (["--memory-limit", "1KB"], "billing: error: --memory-limit 1000 bytes is below the minimum of 256MiB"),
+    (["--memory-limit", "1KB"], "billing: error: --memory-limit 1000 bytes is below the minimum of 1.5GiB (1536MiB): "
+                                "billing's own memory and a day's sorts need it"),
     (["--date", "9999-12-31"],
      "billing: error: --date 9999-12-31 with --lateness 2h: the horizon would end after 9999-12-31"),
     (["--lateness", "99999999999d"], "billing: error: duration out of range: '99999999999d'"),

@@ -70,13 +70,13 @@ def test_required_fields_from_any_layer(tmp_path: Path) -> None:
 
 def test_typed_values_from_a_caller_and_from_toml(tmp_path: Path) -> None:
     file = toml(tmp_path, 'date = 2026-11-26\nmax_id_skew = "off"\ntolerance_rel = 0.25\nallow-empty = true\n'
-                          'memory_limit = "1GiB"\nlock_ttl = 90\n')
+                          'memory_limit = "2GiB"\nlock_ttl = 90\n')
     c = ReconcileConfig.load(cli={"raw": "/r", "stream": "/s", "out": "/o", "stream_optional": True,
                                   "stream_allowed_lateness": dt.timedelta(minutes=1)}, env={}, file=file)
     assert (c.date, c.max_id_skew, c.tolerance_rel, c.allow_empty, c.stream_optional) == (
         dt.date(2026, 11, 26), None, 0.25, True, True)
     assert (c.memory_limit, c.lock_ttl, c.stream_allowed_lateness) == (
-        2**30, dt.timedelta(seconds=90), dt.timedelta(minutes=1))
+        2**31, dt.timedelta(seconds=90), dt.timedelta(minutes=1))
 
 
 @pytest.mark.parametrize(("env", "message"), [

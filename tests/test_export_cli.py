@@ -47,7 +47,7 @@ def reconcile(tmp: Path, out: Path, extra_clicks: int = 0) -> None:
     write_raw(tmp / "raw", "dt=2026-11-26/hour=10/a.parquet", rows)
     write_stream(tmp / "stream", [(1, at(10), 3), (2, at(10), 2)])
     r = CliRunner().invoke(cli, ["reconcile", "--date", str(D), "--raw", str(tmp / "raw"), "--stream",
-                                 str(tmp / "stream"), "--out", str(out), "--no-tables", "--memory-limit", "1GB"])
+                                 str(tmp / "stream"), "--out", str(out), "--no-tables", "--memory-limit", "1536MiB"])
     assert r.exit_code in (0, 3), r.output
 
 

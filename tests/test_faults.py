@@ -76,7 +76,7 @@ KILL_POINTS = [p for p in faults.POINTS if p not in (*faults.COMMITTED, "mid_str
 
 def crash_matrix(raw: str, stream: str, out, env: dict[str, str], versions_seen) -> dict[str, int]:
     base = ["reconcile", "--date", str(DEMO_DATE), "--raw", raw, "--stream", stream, "--out", out.uri,
-            "--memory-limit", "1GB"]
+            "--memory-limit", "1536MiB"]
     first = run_cli(base, env)
     assert first.returncode == 3, first.stderr
     v1 = assert_version_intact(out, 1)

@@ -13,7 +13,7 @@ def test_nightly_job_runs_a_given_day_with_env_config(tmp_path: Path) -> None:
     write_raw(tmp_path / "raw", "dt=2026-11-26/hour=10/a.parquet", [click(at(10), seq=1)])
     write_stream(tmp_path / "stream", [(1, at(10), 1)])
     env = {"PATH": "/usr/bin:/bin", "BILLING_RAW": str(tmp_path / "raw"), "BILLING_STREAM": str(tmp_path / "stream"),
-           "BILLING_OUT": str(tmp_path / "out"), "BILLING_MEMORY_LIMIT": "512MB"}
+           "BILLING_OUT": str(tmp_path / "out"), "BILLING_MEMORY_LIMIT": "1536MiB"}
     r = subprocess.run([sys.executable, "-m", "jobs.nightly", "2026-11-26"], cwd=ROOT, env=env,
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr

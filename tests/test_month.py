@@ -37,7 +37,7 @@ def _day(i: int) -> dt.date:
 
 def _reconcile(root: Path, d: dt.date, out: Path | None = None) -> Any:
     return reconcile(ReconcileConfig(date=d, raw=str(root / "raw"), stream=str(root / "stream"),
-                                     out=str(out or root / "out"), memory_limit=1 << 30, threads=2))
+                                     out=str(out or root / "out"), memory_limit=1536 << 20, threads=2))
 
 
 def _run(*args: str) -> Any:
@@ -153,7 +153,7 @@ def test_sign_off_and_month_on_s3(s3: Any, tmp_path: Path) -> None:
     generate_days(tmp_path, FIRST, 1, rows=1000, seed=3)
     raw, stream = s3.upload_tree(tmp_path / "raw", "raw"), s3.upload_tree(tmp_path / "stream", "stream")
     out = f"s3://{s3.bucket}/out"
-    reconcile(ReconcileConfig(date=FIRST, raw=raw, stream=stream, out=out, memory_limit=1 << 30, threads=2))
+    reconcile(ReconcileConfig(date=FIRST, raw=raw, stream=stream, out=out, memory_limit=1536 << 20, threads=2))
     day = ["--date", FIRST.isoformat(), "--out", out]
     assert _run("sign-off", *day, "--by", "alice").exit_code == 0
     assert _run("sign-off", *day, "--by", "bob").exit_code == 0

@@ -29,7 +29,7 @@ SECOND = FIRST + dt.timedelta(days=1)
 
 def _reconcile(root: Path, d: dt.date, **settings: Any) -> Any:
     return reconcile(ReconcileConfig(date=d, raw=str(root / "raw"), stream=str(root / "stream"),
-                                     out=str(root / "out"), memory_limit=1 << 30, threads=2, **settings))
+                                     out=str(root / "out"), memory_limit=1536 << 20, threads=2, **settings))
 
 
 def _run(*args: str) -> Any:

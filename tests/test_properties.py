@@ -61,7 +61,7 @@ def totals_of(rows: list[dict], layout_seed: int, root: Path) -> list[dict]:
         if chunk:
             write_raw(raw, f"dt=2026-11-26/hour={rnd.randint(0, 23):02d}/f{names[i]}.parquet", chunk)
     write_stream(root / "stream", [])
-    result = reconcile(config(root, threads=1, memory_limit=256 << 20))
+    result = reconcile(config(root, threads=1, memory_limit=1536 << 20))
     return pq.read_table(Path(result.commit.url) / "totals.parquet").to_pylist()
 
 

@@ -45,7 +45,7 @@ EXIT = {"2h": 0, "3h": 3, "5h": 3}
 
 def reconcile_args(raw: str, stream: str, out: str, lateness: str = "2h") -> list[str]:
     return ["reconcile", "--date", DATE, "--raw", raw, "--stream", stream, "--out", out, "--lateness", lateness,
-            "--memory-limit", "1GB", "--threads", "1"]
+            "--memory-limit", "1536MiB", "--threads", "1"]
 
 
 def committed_chain(read) -> set[int]:

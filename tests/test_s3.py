@@ -19,7 +19,7 @@ DATA_FILES = ("totals.parquet", "drift.parquet", "quarantine.parquet", "conflict
 
 
 def cfg(raw: str, stream: str, out: str, **kw) -> ReconcileConfig:
-    return ReconcileConfig(date=DEMO_DATE, raw=raw, stream=stream, out=out, memory_limit=1 << 30, **kw)
+    return ReconcileConfig(date=DEMO_DATE, raw=raw, stream=stream, out=out, memory_limit=1536 << 20, **kw)
 
 
 def sha(data: bytes) -> str:

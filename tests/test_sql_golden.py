@@ -24,7 +24,7 @@ from tests.lake import at, cid
 
 @pytest.fixture
 def con():
-    c = engine.connect(memory_limit=256 << 20, threads=1)
+    c = engine.connect(memory_limit=1536 << 20, threads=1)
     yield c
     c.close()
 
@@ -101,7 +101,7 @@ def test_dedup_sql_winner_copies_conflict(con) -> None:
 @given(ids=st.lists(st.integers(-3, 40), max_size=300), invalid=st.sets(st.integers(0, 299)))
 def test_repeated_ids_are_the_ids_of_two_or_more_valid_rows(ids, invalid) -> None:
     """Checked against a count of the rows in Python, whatever their order and validity."""
-    con = engine.connect(memory_limit=256 << 20, threads=1)
+    con = engine.connect(memory_limit=1536 << 20, threads=1)
     try:
         t = at(10)
         rows = [(i, 1, t, t, 0, 0, n, "null_ad_id" if n in invalid else None) for n, i in enumerate(ids)]
@@ -184,7 +184,7 @@ def test_spend_overflow_sql_day_total_and_copies_removed_by_dedup(con) -> None:
                                 (3, 2, at(1), at(1), BIG, 0, 2, None)])
     assert day == [{"ad_id": None, "window_start": None, "window_spend_micros": None,
                     "total_spend_micros": str(3 * BIG - 2)}]
-    fresh = engine.connect(memory_limit=256 << 20, threads=1)
+    fresh = engine.connect(memory_limit=1536 << 20, threads=1)
     try:  # two copies of one click: their own window holds 2**63 before dedup, the winner's 2**62 after
         fits = _spend_overflow(fresh, [(1, 1, at(1), at(1), BIG, 0, 0, None),
                                        (1, 1, at(1), at(1, 0, 5), BIG, 0, 1, None)])
@@ -613,13 +613,13 @@ def test_read_native_sql_lands_what_the_arrow_path_lands(tmp_path, monkeypatch, 
     cfg = ReconcileConfig(date=dt.date(2026, 11, 26), raw=str(raw), stream="", out="")
     assert land.native_readable(sources)
     q = "SELECT * FROM clicks ORDER BY pos"
-    con = engine.connect(memory_limit=256 << 20, threads=1)
+    con = engine.connect(memory_limit=1536 << 20, threads=1)
     land.land_clicks(con, store, sources, cr, cfg)
     native = con.execute(q).fetchall()
     con.close()
     assert "reading through Arrow" not in caplog.text  # DuckDB's reader did land it
     monkeypatch.setattr(land, "native_readable", lambda sources: False)
-    con = engine.connect(memory_limit=256 << 20, threads=1)
+    con = engine.connect(memory_limit=1536 << 20, threads=1)
     land.land_clicks(con, store, sources, cr, cfg)
     arrow = con.execute(q).fetchall()
     con.close()

@@ -98,7 +98,7 @@ def test_malformed_headers_are_refused(text: str, problem: str) -> None:
 
 
 def test_a_missing_input_table_is_named_before_anything_runs() -> None:
-    con = engine.connect(memory_limit=256 << 20, threads=1)
+    con = engine.connect(memory_limit=1536 << 20, threads=1)
     try:
         con.execute("CREATE TEMP TABLE clicks AS SELECT 1::BIGINT AS click_id, NULL::VARCHAR AS reason")
         with pytest.raises(SqlContractError, match=r"sql/slice/dedup\.sql reads repeated_ids, which this DuckDB"):
@@ -123,7 +123,7 @@ def test_an_unknown_file_is_named() -> None:
 def test_bit_packing_macros_match_python() -> None:
     from billing.config import SNOWFLAKE_EPOCH_MS, SNOWFLAKE_TIME_SHIFT
 
-    con = engine.connect(memory_limit=256 << 20, threads=1)
+    con = engine.connect(memory_limit=1536 << 20, threads=1)
     try:
         click_id = (123_456_789 << SNOWFLAKE_TIME_SHIFT) | 4095
         pos, f, r, ms = con.execute(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -50,20 +49,18 @@ def test_row_groups_written_in_pieces_are_the_bytes_of_the_whole_table(tmp_path:
     drift = drift_table(4321)
     whole = pa.Table.from_batches(drift.to_batches(max_chunksize=piece))
     outputs.write_parquet(whole, tmp_path / "whole.parquet", outputs.SORTED_BY["drift.parquet"])
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        w = outputs.RowGroupWriter(tmp_path / "drift.parquet", whole.schema, schemas.Drift, pool)
-        for batch in whole.to_batches():
-            w.add(pa.Table.from_batches([batch]))
-        w.close()
+    w = outputs.RowGroupWriter(tmp_path / "drift.parquet", whole.schema, schemas.Drift)
+    for batch in whole.to_batches():
+        w.add(pa.Table.from_batches([batch]))
+    w.close()
     assert (tmp_path / "drift.parquet").read_bytes() == (tmp_path / "whole.parquet").read_bytes()
 
 
 def test_an_empty_table_in_pieces_is_the_empty_file(tmp_path: Path) -> None:
     schema = schemas.arrow_schema(schemas.Totals)
     outputs.write_parquet(schema.empty_table(), tmp_path / "whole.parquet", outputs.SORTED_BY["totals.parquet"])
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        w = outputs.RowGroupWriter(tmp_path / "totals.parquet", schema, schemas.Totals, pool)
-        w.close()
+    w = outputs.RowGroupWriter(tmp_path / "totals.parquet", schema, schemas.Totals)
+    w.close()
     assert (tmp_path / "totals.parquet").read_bytes() == (tmp_path / "whole.parquet").read_bytes()
 
 
@@ -80,12 +77,11 @@ def test_the_quick_contract_check_refuses_what_pandera_refuses(tmp_path: Path, c
     assert not outputs.meets_contract(schemas.Drift, schema, bad)
     with pytest.raises(OutputContractError):
         schemas.check_output(schemas.Drift, bad, "drift.parquet")
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        w = outputs.RowGroupWriter(tmp_path / "drift.parquet", schema, schemas.Drift, pool)
-        w.add(bad)
-        with pytest.raises(OutputContractError, match=r"drift\.parquet breaks its output contract"):
-            w.close()
-        w.abort()
+    w = outputs.RowGroupWriter(tmp_path / "drift.parquet", schema, schemas.Drift)
+    w.add(bad)
+    with pytest.raises(OutputContractError, match=r"drift\.parquet breaks its output contract"):
+        w.close()
+    w.abort()
 
 
 def test_a_table_of_another_schema_breaks_the_contract() -> None:

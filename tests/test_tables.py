@@ -48,7 +48,7 @@ def two_day_lake(tmp: Path) -> None:
 
 def args(tmp: Path, date: dt.date, *extra: str) -> list[str]:
     return ["reconcile", "--date", str(date), "--raw", str(tmp / "raw"), "--stream", str(tmp / "stream"),
-            "--out", str(tmp / "out"), "--memory-limit", "1GB", "--threads", "2", *extra]
+            "--out", str(tmp / "out"), "--memory-limit", "1536MiB", "--threads", "2", *extra]
 
 
 def run_cli(argv: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -263,7 +263,7 @@ def test_s3_through_the_cli(s3: Any, tmp_path: Path) -> None:
     env = {k: os.environ[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
     for date in (D1, D2):  # the endpoint given as billing's option, not in AWS_ENDPOINT_URL
         r = run_cli(["reconcile", "--date", str(date), "--raw", raw, "--stream", stream, "--out", out,
-                     "--s3-endpoint", s3.endpoint, "--memory-limit", "1GB"], env)
+                     "--s3-endpoint", s3.endpoint, "--memory-limit", "1536MiB"], env)
         assert r.returncode == 0 and "tables at version 1" in r.stdout, r.stderr[-2000:]
     r = run_cli(["publish-tables", "--all-days", "--out", out, "--s3-endpoint", s3.endpoint], env)
     assert r.returncode == 0 and r.stdout.count("tables unchanged, already at version 1") == 2, r.stderr[-2000:]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -133,40 +132,39 @@ def write_day_tables(con: duckdb.DuckDBPyConnection, drift_path: Path, totals_pa
         spend = group.column(3).combine_chunks() if has_cost else pa.nulls(group.num_rows, pa.int64())
         return group.set_column(3, totals_schema.field(3), spend)
 
-    # One thread per file: drift's and totals' row groups are encoded at once (each writer waits for its own
-    # previous row group before it hands on the next, so each file's bytes are as written in one thread).
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        drift_out = RowGroupWriter(drift_path, drift_schema, schemas.Drift, pool)
-        totals_out = RowGroupWriter(totals_path, totals_schema, schemas.Totals, pool,
-                                    finish=one_spend_chunk)
-        try:
-            for batch in sql.reader(con, "drift_sorted"):
-                drift_out.add(pa.Table.from_batches([batch.select(drift_schema.names)]).cast(drift_schema))
-                keys = batch.filter(pc.greater(batch.column("batch_clicks"), 0))
-                spend = keys.column("batch_spend_micros")
-                totals_out.add(pa.table({"ad_id": keys.column("ad_id"), "window_start": keys.column("window_start"),
-                                         "clicks": keys.column("batch_clicks"),
-                                         "spend_micros": pc.fill_null(spend, 0) if has_cost else spend},
-                                        ).cast(totals_schema))
-            drift_out.close()
-            totals_out.close()
-        finally:
-            drift_out.abort()
-            totals_out.abort()
+    # One thread, one row group at a time: encoding drift's and totals' row groups in threads of their own
+    # while the next batch was read held ~150 MiB more (longtail 10M: +460 vs +306 MiB) and saved no
+    # measurable time.
+    drift_out = RowGroupWriter(drift_path, drift_schema, schemas.Drift)
+    totals_out = RowGroupWriter(totals_path, totals_schema, schemas.Totals, finish=one_spend_chunk)
+    try:
+        for batch in sql.reader(con, "drift_sorted"):
+            drift_out.add(pa.Table.from_batches([batch.select(drift_schema.names)]).cast(drift_schema))
+            keys = batch.filter(pc.greater(batch.column("batch_clicks"), 0))
+            spend = keys.column("batch_spend_micros")
+            totals_out.add(pa.table({"ad_id": keys.column("ad_id"), "window_start": keys.column("window_start"),
+                                     "clicks": keys.column("batch_clicks"),
+                                     "spend_micros": pc.fill_null(spend, 0) if has_cost else spend},
+                                    ).cast(totals_schema))
+            del batch, keys, spend
+        drift_out.close()
+        totals_out.close()
+    finally:
+        drift_out.abort()
+        totals_out.abort()
 
 
 class RowGroupWriter:
     """A Parquet output arriving in pieces, written a row group (:data:`ROW_GROUP` rows) at a time: the bytes
     :func:`write_parquet` gives the whole table with the same chunks (each row group is a slice of the pieces),
-    each row group checked against ``model`` first. Encoding runs in ``pool`` while the next pieces arrive."""
+    each row group checked against ``model`` first."""
 
-    def __init__(self, path: Path, schema: pa.Schema, model: Any, pool: ThreadPoolExecutor,
+    def __init__(self, path: Path, schema: pa.Schema, model: Any,
                  finish: Callable[[pa.Table], pa.Table] | None = None) -> None:
-        self.path, self.schema, self.model, self.pool, self.finish = path, schema, model, pool, finish
+        self.path, self.schema, self.model, self.finish = path, schema, model, finish
         self.pieces: list[pa.Table] = []
         self.rows = 0
         self.writer: pq.ParquetWriter | None = None
-        self.pending: Future[None] | None = None
 
     def add(self, piece: pa.Table) -> None:
         self.pieces.append(piece)
@@ -177,7 +175,6 @@ class RowGroupWriter:
     def close(self) -> None:
         if self.rows or self.writer is None:
             self._flush(self.rows)
-        self._wait()
         if self.writer is not None:
             self.writer.close()
             self.writer = None
@@ -185,11 +182,8 @@ class RowGroupWriter:
     def abort(self) -> None:
         """Let go of the file after a failure (a no-op once closed)."""
         if self.writer is not None:
-            try:
-                self._wait()
-            finally:
-                self.writer.close()
-                self.writer = None
+            self.writer.close()
+            self.writer = None
 
     def _flush(self, n: int) -> None:
         table = pa.concat_tables(self.pieces) if self.pieces else self.schema.empty_table()
@@ -199,16 +193,10 @@ class RowGroupWriter:
             group = self.finish(group)
         if not meets_contract(self.model, self.schema, group):
             schemas.check_output(self.model, group, self.path.name)  # names what breaks it
-        self._wait()
         if self.writer is None:
             settings = writer_settings(self.schema, SORTED_BY[self.path.name])
             self.writer = pq.ParquetWriter(self.path, self.schema, **settings)
-        self.pending = self.pool.submit(self.writer.write_table, group, row_group_size=ROW_GROUP)
-
-    def _wait(self) -> None:
-        if self.pending is not None:
-            pending, self.pending = self.pending, None
-            pending.result()  # re-raises a failed write
+        self.writer.write_table(group, row_group_size=ROW_GROUP)
 
 
 def meets_contract(model: Any, schema: pa.Schema, table: pa.Table) -> bool:

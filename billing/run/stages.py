@@ -29,8 +29,9 @@ from billing.slice.setaside import SetAside
 
 log = logging.getLogger(__name__)
 
-#: What the streamed outputs hold in Arrow at once: ~4 row groups of drift.parquet (~110 bytes a row).
-ARROW_HELD_WHILE_WRITING = 4 * 1_000_000 * 110
+#: What writing the outputs holds outside DuckDB: a fetched batch, each file's pending rows and the row group
+#: being encoded (1M rows of drift.parquet at ~110 bytes a row); RSS rose 306 MiB writing longtail 10M's.
+ARROW_HELD_WHILE_WRITING = 320 * 2**20
 
 
 @dataclass
@@ -57,8 +58,8 @@ def finish(cfg: ReconcileConfig, inputs: Inputs, day: Day, merged: SlicePartial,
         with progress.stage("diff"):
             result = diff_day(cfg, inputs, merged, con)
         # From here the outputs leave DuckDB a row group at a time: Arrow holds a few row groups meanwhile
-        # (the fetched batch, each file's pending rows, the group being encoded), so DuckDB's share shrinks
-        # by about that much (longtail 10M at --memory-limit 2GB peaked at 1.86 GiB while they were written).
+        # (the fetched batch, each file's pending rows, the group being encoded); DuckDB's sort of the day's
+        # keys gets what the limit leaves beside them (at 1GiB, its share: the sort of 80M keys needs ~150 MiB).
         engine.set_memory(con, cfg.memory_limit, held=ARROW_HELD_WHILE_WRITING)
         faults.point("after_diff")
         with progress.stage("outputs"):
