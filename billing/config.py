@@ -119,7 +119,8 @@ class ReconcileConfig(AnomalySettings):
             raise UsageError(f"--tolerance-rel must be a finite number >= 0, got {self.tolerance_rel}")
         if self.memory_limit < MIN_MEMORY_LIMIT:
             raise UsageError(f"--memory-limit {self.memory_limit} bytes is below the minimum of "
-                             "1.5GiB (1536MiB): billing's own memory and a day's sorts need it")
+                             f"{MIN_MEMORY_LIMIT / 2**30:g}GiB ({MIN_MEMORY_LIMIT // 2**20}MiB): "
+                             "billing's own memory and a day's sorts need it")
         for name in ("slices", "threads"):
             if getattr(self, name) < 0:
                 raise UsageError(f"--{name} must be >= 0")

@@ -59,7 +59,7 @@ def finish(cfg: ReconcileConfig, inputs: Inputs, day: Day, merged: SlicePartial,
             result = diff_day(cfg, inputs, merged, con)
         # From here the outputs leave DuckDB a row group at a time: Arrow holds a few row groups meanwhile
         # (the fetched batch, each file's pending rows, the group being encoded); DuckDB's sort of the day's
-        # keys gets what the limit leaves beside them (at 1GiB, its share: the sort of 80M keys needs ~150 MiB).
+        # keys keeps its share while both fit (at 1.5GiB, 512 MiB: sorting 80M keys needs 102–150 MiB).
         engine.set_memory(con, cfg.memory_limit, held=ARROW_HELD_WHILE_WRITING)
         faults.point("after_diff")
         with progress.stage("outputs"):
