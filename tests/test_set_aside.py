@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -55,7 +56,7 @@ def scale(vdir: Path) -> dict:
     return json.loads((vdir / "manifest.json").read_text())["scale"]
 
 
-def run_distributed(lake: Path, out: Path) -> tuple[Path, Path]:
+def run_distributed(lake: Path, out: Path, caplog: pytest.LogCaptureFixture) -> tuple[Path, Path]:
     """plan → set-aside (each part, one retried) → run-slice × N → merge; the version and the work folder."""
     runner = CliRunner()
     args = ["--date", str(DEMO_DATE), "--raw", str(lake / "raw"), "--stream", str(lake / "stream"),
@@ -68,13 +69,25 @@ def run_distributed(lake: Path, out: Path) -> tuple[Path, Path]:
     parts = runner.invoke(cli, ["-q", "set-aside", "--plan", uri])
     assert parts.exit_code == 0, parts.output
     assert int(parts.stdout) >= 1
-    again = runner.invoke(cli, ["-q", "set-aside", "--plan", uri, "--part", "0"])  # a retried part
+    caplog.clear()
+    again = runner.invoke(cli, ["set-aside", "--plan", uri, "--part", "0"])  # a retried part
     assert again.exit_code == 0 and again.stdout.strip() == "1", again.output
+    n_parts = int(parts.stdout)
+    # the log names the part as --part addresses it, with the rows read and set aside
+    assert re.search(rf"set aside part 0 \(of parts 0\.\.{n_parts - 1}\) of plan \w+: [\d,]+ rows read, "
+                     r"[\d,]+ set aside, [\d.]+s", caplog.text), caplog.text
     bad = runner.invoke(cli, ["set-aside", "--plan", uri, "--part", "99"])
     assert bad.exit_code == 2 and "set-aside parts 0.." in bad.stderr
     for k in range(SLICES):
-        s = runner.invoke(cli, ["-q", "run-slice", "--plan", uri, "--slice", str(k)])
+        caplog.clear()
+        s = runner.invoke(cli, ["run-slice", "--plan", uri, "--slice", str(k)])
         assert s.exit_code == 0, s.output
+        line = re.search(rf"slice {k} \(of slices 0\.\.{SLICES - 1}\) of plan \w+: ([\d,]+) rows in range, "
+                         r"([\d,]+) decoded, ([\d,]+) billable, [\d.]+s", caplog.text)
+        assert line, caplog.text  # the slice as --slice addresses it; its billable clicks, as reconcile logs them
+        stats = json.loads((Path(uri).parent / f"slice-{k:04d}" / "slice.json").read_text())
+        assert int(line[1].replace(",", "")) == stats["rows_in_range"]
+        assert int(line[2].replace(",", "")) == stats["rows_decoded"]
     m = runner.invoke(cli, ["-q", "merge", "--plan", uri, "--json"])
     assert m.exit_code == 3, m.output
     return out / f"dt={DEMO_DATE}" / "v=1", Path(uri).parent
@@ -82,7 +95,7 @@ def run_distributed(lake: Path, out: Path) -> tuple[Path, Path]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("drop_ingest", [False, True], ids=["disorder", "disorder-noingest"])
-def test_disordered_lake_decoded_about_once_on_every_path(demo_factory, tmp_path: Path, monkeypatch,
+def test_disordered_lake_decoded_about_once_on_every_path(demo_factory, tmp_path: Path, monkeypatch, caplog,
                                                           drop_ingest: bool) -> None:
     lake = disordered(demo_factory(9), tmp_path / "lake", drop_ingest=drop_ingest)
     rows = lake_rows(lake)  # every raw file, some beyond the day's horizon
@@ -97,7 +110,8 @@ def test_disordered_lake_decoded_about_once_on_every_path(demo_factory, tmp_path
     assert scale(direct)["set_aside"] is None
 
     local = run_local(lake, tmp_path / "local")
-    fanned, work = run_distributed(lake, tmp_path / "fanout")
+    caplog.set_level("INFO", logger="billing")
+    fanned, work = run_distributed(lake, tmp_path / "fanout", caplog)
     for vdir, workers in ((local, 1), (fanned, None)):
         sc = scale(vdir)
         assert sc["slices"] == SLICES and sc["decode_amplification"] <= 1.2, sc

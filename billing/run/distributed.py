@@ -180,8 +180,8 @@ def set_aside_planned(uri: str, part: int | None = None, *, s3_endpoint: str | N
         marker = {"part": p, "files": names, "rows_decoded": rows, "rows_set_aside": written,
                   "seconds": round(time.monotonic() - started, 3)}
         out.write_bytes(f"{work}/{ASIDE}/part-{p:04d}.json", (json.dumps(marker, sort_keys=True) + "\n").encode())
-        log.info("set aside part %d/%d of plan %s: %d rows read, %d set aside, %.1fs", p + 1, n, plan.plan_id,
-                 rows, written, marker["seconds"])
+        log.info("set aside part %d (of parts 0..%d) of plan %s: %s rows read, %s set aside, %.1fs", p, n - 1,
+                 plan.plan_id, f"{rows:,}", f"{written:,}", marker["seconds"])
     return len(todo)
 
 
@@ -221,8 +221,9 @@ def run_planned_slice(uri: str, k: int, *, s3_endpoint: str | None = None,
         for name in PARTIAL_FILES:
             out.upload(f"{work}/slice-{k:04d}/{name}", Path(tmp) / "p" / name)
     st = partial.stats
-    log.info("slice %d/%d of plan %s: %d rows in range, %d decoded, %.1fs", k + 1, len(plan.ranges), plan.plan_id,
-             st["rows_in_range"], st["rows_decoded"], st["seconds"])
+    log.info("slice %d (of slices 0..%d) of plan %s: %s rows in range, %s decoded, %s billable, %.1fs", k,
+             len(plan.ranges) - 1, plan.plan_id, f"{st['rows_in_range']:,}", f"{st['rows_decoded']:,}",
+             f"{partial.ledger.billable_clicks:,}", st["seconds"])
     return out.url(f"{work}/slice-{k:04d}")
 
 
