@@ -181,7 +181,12 @@ def bench_shape(shape: str) -> dict:
             "totals_fingerprints": fingerprints, "totals_identical": same}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if args:  # settings are environment variables: any argument (--help too) prints how to use it
+        print(__doc__.strip())
+        sys.exit(0 if args[0] in ("-h", "--help") else f"unexpected argument(s) {' '.join(args)}: "
+                 "the benchmark is set with BENCH_* environment variables")
     wrong = [w for w in ONLY if w not in NAMES]
     if wrong:
         sys.exit(f"unknown workload(s) {', '.join(wrong)} in BENCH_ONLY: choose from {', '.join(NAMES)}")

@@ -45,3 +45,17 @@ def test_the_naive_diff_is_the_naive_count_joined_to_the_stream_sums(tmp_path: P
         assert got[key] == (b, s, s - b), key
     assert [(r["ad_id"], r["window_start"]) for r in drift] == sorted(got)  # written in key order
     assert any(r["delta"] != 0 for r in drift)  # the generator drifts 0.1% of keys: the check can fail
+
+
+def test_the_benchmark_prints_its_usage_on_help_and_starts_nothing(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    env = {"PATH": "/usr/bin:/bin", "BENCH_DATA": str(tmp_path / "data")}
+    r = subprocess.run([sys.executable, "-m", "benchmarks.run", "--help"], capture_output=True, text=True,
+                       timeout=60, env=env, cwd=Path(__file__).parent.parent)
+    assert r.returncode == 0 and "BENCH_SHAPES" in r.stdout
+    wrong = subprocess.run([sys.executable, "-m", "benchmarks.run", "dense"], capture_output=True, text=True,
+                           timeout=60, env=env, cwd=Path(__file__).parent.parent)
+    assert wrong.returncode == 1 and "BENCH_* environment variables" in wrong.stderr
+    assert not (tmp_path / "data").exists()  # no day generated, nothing run
