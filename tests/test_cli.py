@@ -25,6 +25,13 @@ def test_every_command_has_help_with_an_example(runner: CliRunner, command: str)
     assert "Example" in r.output
 
 
+def test_publish_tables_help_says_date_is_required_unless_all_days(runner: CliRunner) -> None:
+    text = " ".join(runner.invoke(cli, ["publish-tables", "--help"], terminal_width=200).output.split())
+    assert "--date TEXT The UTC day D, YYYY-MM-DD. [env var: BILLING_DATE; required unless --all-days]" in text
+    reconcile = " ".join(runner.invoke(cli, ["reconcile", "--help"], terminal_width=200).output.split())
+    assert "[env var: BILLING_DATE; required]" in reconcile
+
+
 def lake(tmp: Path, stream_clicks: int = 1) -> list[str]:
     write_raw(tmp / "raw", "dt=2026-11-26/hour=10/a.parquet", [click(at(10), seq=1)])
     write_stream(tmp / "stream", [(1, at(10), stream_clicks)])

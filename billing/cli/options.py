@@ -27,8 +27,9 @@ class ConfigOption(click.Option):
     ``--help`` shows the field's default and environment variable.
     """
 
-    def __init__(self, *args: Any, **kw: Any) -> None:
+    def __init__(self, *args: Any, required_unless: str | None = None, **kw: Any) -> None:
         super().__init__(*args, **kw)
+        self.required_unless = required_unless  # e.g. "--all-days": the help says so instead of "required"
         assert self.name is not None
         self.envvar = env_name(self.name)
         self.show_envvar = True
@@ -43,7 +44,7 @@ class ConfigOption(click.Option):
         if default is not None and not self.is_flag:
             extra["default"] = default
         if is_required(self.name):
-            extra["required"] = "required"
+            extra["required"] = f"required unless {self.required_unless}" if self.required_unless else "required"
         return extra
 
 

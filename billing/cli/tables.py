@@ -8,13 +8,14 @@ from typing import Any
 import click
 
 from billing.cli import cli
-from billing.cli.options import _day, _dumps, _settings, config_option, day_options, out_options
+from billing.cli.options import _day, _dumps, _opt, _settings, config_option, day_options, out_options
 from billing.errors import UsageError
 
 
 @cli.command("publish-tables")
 @config_option
-@day_options
+@_opt("--date", help="The UTC day D, YYYY-MM-DD.", required_unless="--all-days")
+@out_options
 @click.option("--all-days", is_flag=True, help="Every day with a committed version under OUT (a backfill).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def publish_tables(all_days: bool, as_json: bool, **kw: Any) -> None:
