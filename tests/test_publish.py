@@ -405,7 +405,7 @@ def test_a_stale_lock_renewed_while_it_is_broken_is_judged_again(tmp_path: Path,
     from billing.errors import LockedError
 
     now = dt.datetime.now(dt.UTC)
-    holder = {"host": f"not-{socket.gethostname()}", "pid": 1, "run_id": "zombie",
+    holder = {"host": f"not-{socket.gethostname()}", "pid": 1, "run_id": "zombie", "command": "reconcile",
               "acquired_at": now.isoformat(), "expires_at": (now + dt.timedelta(seconds=ttl_s)).isoformat()}
     store = RenewingHolder(tmp_path, holder, renewals=2)
     stale = {**holder, "expires_at": (now - dt.timedelta(seconds=5)).isoformat()}
@@ -422,3 +422,41 @@ def test_a_stale_lock_renewed_while_it_is_broken_is_judged_again(tmp_path: Path,
         with pytest.raises(LockedError, match=r"being reconciled by another run .*run zombie"):
             lock.acquire()
         assert json.loads(store.read_bytes(f"{DAY}/_lock.json"))["run_id"] == "zombie"
+
+
+@pytest.mark.parametrize("command, says", [("publish-tables", "is having its tables published by another run"),
+                                           ("merge", "is being reconciled by another run"),
+                                           (None, "is locked by another run")])
+def test_a_locked_day_names_what_its_holder_does(tmp_path: Path, command: str | None, says: str) -> None:
+    """The lock records the holder's command; a run refused by it says what holds the day (publish-tables'
+    lock was reported as 'being reconciled'); a lock without one (an older billing's) is just 'locked'."""
+    raw, stream = small_lake(tmp_path)
+    out = tmp_path / "out"
+    lock = out / DAY / "_lock.json"
+    lock.parent.mkdir(parents=True)
+    now = time.time()
+    iso = lambda t: time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(t))  # noqa: E731
+    held = {"host": f"not-{socket.gethostname()}", "pid": 1, "run_id": "elsewhere", "acquired_at": iso(now),
+            "expires_at": iso(now + 60), **({"command": command} if command else {})}
+    lock.write_text(json.dumps(held))
+    r = CliRunner().invoke(cli, reconcile_args(raw, stream, str(out)))
+    assert r.exit_code == 2
+    assert f"billing: error: {DATE} {says} (host not-{socket.gethostname()}, pid 1, run elsewhere" in r.stderr
+
+
+def test_each_command_writes_what_it_does_in_the_lock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from billing.day import lock as day_lock
+
+    seen: list[str] = []
+    real = day_lock.DayLock.acquire
+
+    def spy(self: day_lock.DayLock) -> None:
+        real(self)
+        seen.append(json.loads(self.day.out.read_bytes(self.day.path("_lock.json")))["command"])
+
+    monkeypatch.setattr(day_lock.DayLock, "acquire", spy)
+    raw, stream = small_lake(tmp_path)
+    out = tmp_path / "out"
+    assert CliRunner().invoke(cli, reconcile_args(raw, stream, str(out))).exit_code in (0, 3)
+    assert CliRunner().invoke(cli, ["publish-tables", "--date", DATE, "--out", str(out)]).exit_code == 0
+    assert seen == ["reconcile", "publish-tables"]

@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 
 CURRENT = "_current.json"
 LOCK = "_lock.json"
+#: What a lock's holder is doing, by its ``command`` (a lock without one, from an older billing: "locked").
+BUSY = {"reconcile": "being reconciled", "merge": "being reconciled", "publish-tables": "having its tables published",
+        "month": "being built"}
 ACQUIRE_ATTEMPTS = 5  # reads and conditional writes of the lock before a run gives up
 
 def parse_current(data: bytes | str, url: str) -> dict[str, Any]:
@@ -51,9 +54,10 @@ class DayLock:
     commit moves it only from exactly that state.
     """
 
-    def __init__(self, day: Day, run_id: str, ttl: dt.timedelta) -> None:
+    def __init__(self, day: Day, run_id: str, ttl: dt.timedelta, command: str = "reconcile") -> None:
         self.day = day
         self.run_id = run_id
+        self.command = command  # what the holder does, named in the lock for whoever finds it taken
         self.ttl = ttl
         self.tag: str | None = None
         self.base_tag: str | None = None
@@ -73,6 +77,7 @@ class DayLock:
         now = now_ms()
         self._beats += 1
         return json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "run_id": self.run_id,
+                           "command": self.command,
                            "acquired_at": self._acquired_at, "renewed_at": now.isoformat(),
                            "expires_at": (now + self.ttl).isoformat(), "beat": self._beats}, allow_nan=False).encode()
 
@@ -103,7 +108,7 @@ class DayLock:
             elif other is not None and other.get("run_id") == self.run_id:
                 tag = found[1]  # our own create went through and its answer was lost; the retry saw it
             elif other is not None and not _stale(other):
-                busy = f"{self._what()} is being {'built' if self._what().startswith('the month') else 'reconciled'}"
+                busy = f"{self._what()} is {BUSY.get(str(other.get('command')), 'locked')}"
                 raise LockedError(
                     f"{busy} by another run (host {other.get('host')}, "
                     f"pid {other.get('pid')}, run {other.get('run_id')}, since {other.get('acquired_at')}, "

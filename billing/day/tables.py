@@ -204,7 +204,7 @@ def publish_days(out: Store, dates: list[dt.date] | None, *, s3_endpoint: str | 
                  lock_ttl: dt.timedelta) -> list[DayTables]:
     """Bring the tables level with the current version of each day of ``dates`` (None: every committed day),
     each under its day's lock. A named day without a version, or locked by a run, is exit 2; when every
-    day is backfilled, a day being reconciled is skipped (that run brings its tables level itself)."""
+    day is backfilled, a day locked by another run is skipped (that run brings its tables level itself)."""
     every = dates is None
     if every:
         out.check_readable()  # a mistyped local OUT, or a missing bucket, is exit 2, not "no committed day"
@@ -213,7 +213,7 @@ def publish_days(out: Store, dates: list[dt.date] | None, *, s3_endpoint: str | 
         day = Day(out, date)
         day.require_current()  # before the lock: a day without versions is left as it is
         try:
-            with day.lock(new_run_id(), lock_ttl) as held:
+            with day.lock(new_run_id(), lock_ttl, "publish-tables") as held:
                 if held.base_version is None:
                     raise BadInputError(f"no committed version for {date} under {out.uri}")
                 done.append(DayTables(date, publish_current(day, held.base_version, s3_endpoint=s3_endpoint)))
@@ -221,7 +221,7 @@ def publish_days(out: Store, dates: list[dt.date] | None, *, s3_endpoint: str | 
             if not every:
                 raise
             log.warning("%s", e)
-            done.append(DayTables(date, None, "being reconciled by another run, which brings its tables level"))
+            done.append(DayTables(date, None, "locked by another run, which brings its tables level"))
     return done
 
 

@@ -242,7 +242,7 @@ def merge_plan(uri: str, *, s3_endpoint: str | None = None, s3_max_attempts: int
     markers = [] if aside is None else _markers(plan, out, work, aside, uri)
     run_id = new_run_id()
     day = Day(out, plan.cfg.date)
-    with day.lock(run_id, plan.cfg.lock_ttl), tempfile.TemporaryDirectory(prefix="billing-merge-") as tmp:
+    with day.lock(run_id, plan.cfg.lock_ttl, "merge"), tempfile.TemporaryDirectory(prefix="billing-merge-") as tmp:
         with progress.stage("merge", total=len(plan.ranges), unit="slices") as bar:
             merged, partials = _load_and_merge(plan, out, work, Path(tmp), bar)
         stats = None if aside is None else aside_stats(
