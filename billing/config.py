@@ -48,9 +48,8 @@ LOCK_TTL = dt.timedelta(minutes=2)
 #: The first day billing reconciles: its horizon holds only instants after 1970 (see the README, Decisions).
 FIRST_DATE = dt.date(1970, 1, 2)
 #: The smallest ``--memory-limit`` (README, Scale: Memory): the process's own ~200 MiB, the outputs' row groups
-#: being written and DuckDB's sorts and joins of a day's keys, which need more as keys grow (an 80M-key sort
-#: 102–150 MiB, a 10M-key one < 64 MiB). At 1.5GiB the 100M-row long-tail day (80.4M windows) peaked at
-#: 1,405 MiB; at 1GiB its diff ran out of memory; at 256MiB (the earlier minimum) 1M-row days did.
+#: being written and DuckDB's sorts of a day's keys (80M keys: 102–150 MiB). At 1.5GiB the 100M-row long-tail
+#: day (80.4M windows) peaked at 1,405 MiB; at 1GiB its diff ran out of memory; at 256MiB 1M-row days did.
 MIN_MEMORY_LIMIT = 1536 * 2**20
 
 

@@ -22,7 +22,7 @@ import pandera.pyarrow as pa_
 import pyarrow as pa
 from pandera.errors import SchemaError, SchemaErrors
 
-from billing.errors import BadInputError, OutputContractError
+from billing.errors import BadInputError
 
 TS = pa.timestamp("us", tz="UTC")
 
@@ -208,15 +208,6 @@ def _arrow_type(model: type[pa_.DataFrameModel], name: str) -> pa.DataType:
     hint = typing.get_type_hints(model)[name]  # the model annotates columns with Arrow types
     assert isinstance(hint, pa.DataType), (model.__name__, name, hint)
     return hint
-
-
-def check_output(model: type[pa_.DataFrameModel], table: pa.Table, what: str) -> None:
-    """Raise :class:`OutputContractError` (never publish) when ``table`` breaks ``model``."""
-    try:
-        model.validate(table, lazy=True)
-    except (SchemaError, SchemaErrors) as e:
-        first = str(e).strip().splitlines()
-        raise OutputContractError(f"{what} breaks its output contract: {' '.join(first)[:600]}") from e
 
 
 @dataclass(frozen=True)

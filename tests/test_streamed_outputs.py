@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from billing import schemas
+from billing import contracts, schemas
 from billing.day import outputs
 from billing.errors import OutputContractError
 from billing.report import per_ad, per_hour
@@ -76,7 +76,7 @@ def test_the_quick_contract_check_refuses_what_pandera_refuses(tmp_path: Path, c
     bad = drift.set_column(i, schema.field(i), pa.array(values, schema.field(i).type))
     assert not outputs.meets_contract(schemas.Drift, schema, bad)
     with pytest.raises(OutputContractError):
-        schemas.check_output(schemas.Drift, bad, "drift.parquet")
+        contracts.check_output(schemas.Drift, bad, "drift.parquet")
     w = outputs.RowGroupWriter(tmp_path / "drift.parquet", schema, schemas.Drift)
     w.add(bad)
     with pytest.raises(OutputContractError, match=r"drift\.parquet breaks its output contract"):

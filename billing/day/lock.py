@@ -54,10 +54,11 @@ class DayLock:
     commit moves it only from exactly that state.
     """
 
-    def __init__(self, day: Day, run_id: str, ttl: dt.timedelta, command: str = "reconcile") -> None:
+    def __init__(self, day: Day, run_id: str, ttl: dt.timedelta, command: str | None = None) -> None:
         self.day = day
         self.run_id = run_id
-        self.command = command  # what the holder does, named in the lock for whoever finds it taken
+        # what the holder does, named in the lock for whoever finds it taken (a month's folder: its build)
+        self.command = command or ("month" if day.prefix.startswith("month=") else "reconcile")
         self.ttl = ttl
         self.tag: str | None = None
         self.base_tag: str | None = None

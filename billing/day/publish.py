@@ -136,10 +136,11 @@ class Day:
 
     # --- locking -------------------------------------------------------------------------------
     @contextlib.contextmanager
-    def lock(self, run_id: str, ttl: dt.timedelta = LOCK_TTL, command: str = "reconcile") -> Iterator[DayLock]:
+    def lock(self, run_id: str, ttl: dt.timedelta = LOCK_TTL, command: str | None = None) -> Iterator[DayLock]:
         """Hold the day's lock (renewed by a heartbeat; stale if not renewed for ``ttl``, the config's
-        ``lock_ttl``) until the block ends; :meth:`publish` needs it. ``command`` (reconcile, merge,
-        publish-tables, month) is written in the lock: a run that finds it taken says what holds it."""
+        ``lock_ttl``) until the block ends; :meth:`publish` needs it. ``command`` (reconcile, the default for a
+        day; merge; publish-tables; month, a month's) is written in the lock: a run that finds it taken says
+        what holds it."""
         held = DayLock(self, run_id, ttl, command)
         held.acquire()
         self.held = held

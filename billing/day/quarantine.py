@@ -27,17 +27,17 @@ def assemble_quarantine(store: Store, sources: list[SourceFile], pointers: pa.Ta
     if pointers.num_rows == 0:
         return QUARANTINE_HEAD.empty_table()
     parts = []
-    for fid, rows in by_file(pointers):
+    for fid, rows, reasons in by_file(pointers):
         src = sources[fid]
-        full = read_full_rows(store, src, [r for r, _ in rows])
+        full = read_full_rows(store, src, rows)
         core_batch = full.select([p.name for p in src.plans if p.source is not None]).combine_chunks()
         norm = normalise_batch(
             core_batch.to_batches()[0] if core_batch.num_rows else pa.RecordBatch.from_pylist([]),
             src, 0, store.url(src.path))
         cols: dict[str, pa.Array] = {c: norm.column(c) for c in RAW_CORE}
-        cols["reason"] = pa.array([r for _, r in rows], pa.string())
-        cols["source_file"] = pa.array([src.path] * len(rows), pa.string())
-        cols["source_row"] = pa.array([r for r, _ in rows], pa.int64())
+        cols["reason"] = reasons
+        cols["source_file"] = pa.repeat(pa.scalar(src.path, pa.string()), len(rows))
+        cols["source_row"] = rows
         for name, col in keep_extras(full, cols).items():
             cols[name] = col.combine_chunks()
         parts.append(pa.table(cols))

@@ -114,8 +114,8 @@ def click_reader(store: Store, sources: list[SourceFile], rng: ClickRange,
     return pa.RecordBatchReader.from_batches(CLICK_SCHEMA, click_batches(store, sources, rng, failure))
 
 
-def read_full_rows(store: Store, src: SourceFile, rows: list[int]) -> pa.Table:
+def read_full_rows(store: Store, src: SourceFile, rows: pa.Int64Array) -> pa.Table:
     """Every column of the given rows of one file (for quarantine output)."""
     with open_parquet(store, src.path) as pfile:
         table = pfile.read()
-    return table.take(pa.array(rows, pa.int64()))
+    return table.take(rows)

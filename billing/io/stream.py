@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from billing import schemas
 from billing.extras import keep_extras, union_keeping_extras
@@ -72,6 +73,39 @@ def stream_rows(store: Store, src: StreamSource, *, every_column: bool = False) 
     return _normalised(table, plans, where, src.file_id, 0), table
 
 
+#: Rows decoded at a time while the quarantined rows of a stream file are picked out.
+QUARANTINE_BATCH = 1 << 16
+
+
+def stream_rows_at(store: Store, src: StreamSource, rows: pa.Int64Array) -> tuple[pa.Table, pa.Table]:
+    """:func:`stream_rows` (every column) of the given rows only (ascending row numbers), read a batch at a time:
+    a file of millions of rows, most of them quarantined or not, is never held whole."""
+    where = store.url(src.path)
+    wanted = rows.to_numpy()
+    norms, fulls = [], []
+    with open_parquet(store, src.path) as pfile:
+        plans = check_structure(StreamWindow, pfile.schema_arrow, where)
+        offset = 0
+        try:
+            for batch in pfile.iter_batches(batch_size=QUARANTINE_BATCH):
+                lo, hi = np.searchsorted(wanted, [offset, offset + batch.num_rows])
+                if hi > lo:
+                    full = pa.Table.from_batches([batch]).take(pa.array(wanted[lo:hi] - offset))
+                    fulls.append(full)
+                    norms.append(_normalised(full, plans, where, src.file_id, 0))
+                offset += batch.num_rows
+        except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as e:
+            raise read_error(store, src.path, e, "corrupt Parquet data") from e
+    # one chunk per column, as one take over the whole file gave (chunk edges decide the Parquet pages)
+        schema = pfile.schema_arrow
+    if not norms:
+        return STREAM_SCHEMA.empty_table(), schema.empty_table()
+    norm = pa.concat_tables(norms).combine_chunks()
+    at = norm.schema.get_field_index("row_no")  # each row's place in its file, as in the whole file's rows
+    norm = norm.set_column(at, norm.schema.field(at), rows.cast(pa.int64()))
+    return norm, pa.concat_tables(fulls).combine_chunks()
+
+
 def stream_pieces(store: Store, src: StreamSource) -> Iterator[pa.Table]:
     """One stream file's rows normalised to :data:`STREAM_SCHEMA`, a row group at a time (``row_no`` counts
     through the file): a day's sink file need not be held whole in memory (billing.day.diff.load_stream)."""
@@ -108,13 +142,19 @@ def read_stream(store: Store, sources: list[StreamSource]) -> pa.Table:
     return pa.concat_tables(tables) if tables else STREAM_SCHEMA.empty_table()
 
 
-def by_file(pointers: pa.Table) -> list[tuple[int, list[tuple[int, str]]]]:
-    """Quarantine pointers (file_id, row_no, reason) grouped by file, files and rows in order."""
-    grouped: dict[int, list[tuple[int, str]]] = {}
-    for fid, row, reason in zip(*(pointers.column(c).to_pylist() for c in ("file_id", "row_no", "reason")),
-                                strict=True):
-        grouped.setdefault(fid, []).append((row, reason))
-    return [(fid, sorted(grouped[fid])) for fid in sorted(grouped)]
+def by_file(pointers: pa.Table) -> list[tuple[int, pa.Int64Array, pa.StringArray]]:
+    """Quarantine pointers (file_id, row_no, reason) grouped by file: (file_id, rows, reasons), files and rows
+    in order. Arrow throughout: a day of millions of invalid rows as Python tuples had cost GBs."""
+    if pointers.num_rows == 0:
+        return []
+    order = pointers.sort_by([("file_id", "ascending"), ("row_no", "ascending"), ("reason", "ascending")])
+    fids = order.column("file_id").combine_chunks()
+    rows = order.column("row_no").combine_chunks().cast(pa.int64())
+    reasons = order.column("reason").combine_chunks().cast(pa.string())
+    starts = [0, *(pc.indices_nonzero(pc.not_equal(fids.slice(1), fids.slice(0, len(fids) - 1))).to_numpy() + 1)]
+    ends = [*starts[1:], len(fids)]
+    return [(int(fids[a].as_py()), rows.slice(a, b - a), reasons.slice(a, b - a))
+            for a, b in zip(starts, ends, strict=True)]
 
 
 def stream_quarantine(store: Store, sources: list[StreamSource], pointers: pa.Table) -> pa.Table:
@@ -123,14 +163,12 @@ def stream_quarantine(store: Store, sources: list[StreamSource], pointers: pa.Ta
     if pointers.num_rows == 0:
         return STREAM_HEAD.empty_table()
     parts = []
-    for fid, rows in by_file(pointers):
+    for fid, take, reasons in by_file(pointers):
         src = sources[fid]
-        norm, full = stream_rows(store, src, every_column=True)
-        take = pa.array([r for r, _ in rows], pa.int64())
-        norm, full = norm.take(take), full.take(take)
+        norm, full = stream_rows_at(store, src, take)
         cols: dict[str, Any] = {c: norm.column(c) for c in STREAM_CORE}
-        cols["reason"] = pa.array([r for _, r in rows], pa.string())
-        cols["source_file"] = pa.array([src.path] * len(rows), pa.string())
+        cols["reason"] = reasons
+        cols["source_file"] = pa.repeat(pa.scalar(src.path, pa.string()), len(take))
         cols["source_row"] = take
         cols.update(keep_extras(full, cols))
         parts.append(pa.table(cols))

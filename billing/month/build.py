@@ -58,7 +58,7 @@ def build_month(out: Store, month: str, rule: AnomalyRule) -> tuple[Book, Commit
     first = parse_month(month)
     folder = month_folder(out, first)
     run_id = uuid.uuid4().hex[:12]
-    with tempfile.TemporaryDirectory(prefix="billing-month-") as tmp, folder.lock(run_id, command="month"):
+    with tempfile.TemporaryDirectory(prefix="billing-month-") as tmp, folder.lock(run_id):
         book = build_book(out, first, rule)
         staged = stage(book, Path(tmp))
         manifest = {"month": book.month, "run_id": run_id,
