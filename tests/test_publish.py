@@ -316,16 +316,26 @@ def test_a_version_number_is_claimed_once(tmp_path: Path) -> None:
     assert json.loads((claims / "v=2.json").read_text())["run_id"] == "someone-else"
 
 
-def test_stale_lock_of_another_host_is_broken_after_its_ttl(tmp_path: Path) -> None:
+def iso(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(t))
+
+
+def lake_locked_elsewhere(tmp_path: Path, **held: object) -> tuple[str, str, Path, Path, dict[str, object]]:
+    """A small lake, and its day's lock held by a run on another host (``held`` sets its fields)."""
     raw, stream = small_lake(tmp_path)
     out = tmp_path / "out"
     lock = out / DAY / "_lock.json"
     lock.parent.mkdir(parents=True)
     now = time.time()
-    iso = lambda t: time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(t))  # noqa: E731
-    alive = {"host": f"not-{socket.gethostname()}", "pid": 1, "run_id": "far-away", "acquired_at": iso(now - 600),
-             "expires_at": iso(now + 60)}
-    lock.write_text(json.dumps(alive))
+    body = {"host": f"not-{socket.gethostname()}", "pid": 1, "run_id": "far-away", "acquired_at": iso(now - 600),
+            "expires_at": iso(now + 60), **held}
+    lock.write_text(json.dumps(body))
+    return raw, stream, out, lock, body
+
+
+def test_stale_lock_of_another_host_is_broken_after_its_ttl(tmp_path: Path) -> None:
+    raw, stream, out, lock, alive = lake_locked_elsewhere(tmp_path)
+    now = time.time()
     r = CliRunner().invoke(cli, reconcile_args(raw, stream, str(out)))
     assert r.exit_code == 2 and "far-away" in r.stderr
     lock.write_text(json.dumps({**alive, "expires_at": iso(now - 5)}))  # its heartbeat stopped
@@ -430,15 +440,8 @@ def test_a_stale_lock_renewed_while_it_is_broken_is_judged_again(tmp_path: Path,
 def test_a_locked_day_names_what_its_holder_does(tmp_path: Path, command: str | None, says: str) -> None:
     """The lock records the holder's command; a run refused by it says what holds the day (publish-tables'
     lock was reported as 'being reconciled'); a lock without one (an older billing's) is just 'locked'."""
-    raw, stream = small_lake(tmp_path)
-    out = tmp_path / "out"
-    lock = out / DAY / "_lock.json"
-    lock.parent.mkdir(parents=True)
-    now = time.time()
-    iso = lambda t: time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(t))  # noqa: E731
-    held = {"host": f"not-{socket.gethostname()}", "pid": 1, "run_id": "elsewhere", "acquired_at": iso(now),
-            "expires_at": iso(now + 60), **({"command": command} if command else {})}
-    lock.write_text(json.dumps(held))
+    raw, stream, out, _, _ = lake_locked_elsewhere(tmp_path, run_id="elsewhere",
+                                                   **({"command": command} if command else {}))
     r = CliRunner().invoke(cli, reconcile_args(raw, stream, str(out)))
     assert r.exit_code == 2
     assert f"billing: error: {DATE} {says} (host not-{socket.gethostname()}, pid 1, run elsewhere" in r.stderr
