@@ -26,7 +26,7 @@ def check_output(model: type[pa_.DataFrameModel], table: pa.Table, what: str, *,
     if quick:
         names = list(model.to_schema().columns)
         strict = bool(getattr(model.Config, "strict", False))
-        lead = table.select(names[:table.num_columns]) if table.column_names[:len(names)] == names else None
+        lead = table.select(names) if table.column_names[:len(names)] == names else None
         if (lead is not None and (not strict or table.num_columns == len(names))
                 and lead.schema.types == arrow_schema(model).types  # nullability: meets_contract counts NULLs
                 and meets_contract(model, lead.schema, lead)):

@@ -85,6 +85,7 @@ def stream_rows_at(store: Store, src: StreamSource, rows: pa.Int64Array) -> tupl
     norms, fulls = [], []
     with open_parquet(store, src.path) as pfile:
         plans = check_structure(StreamWindow, pfile.schema_arrow, where)
+        schema = pfile.schema_arrow
         offset = 0
         try:
             for batch in pfile.iter_batches(batch_size=QUARANTINE_BATCH):
@@ -96,10 +97,9 @@ def stream_rows_at(store: Store, src: StreamSource, rows: pa.Int64Array) -> tupl
                 offset += batch.num_rows
         except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as e:
             raise read_error(store, src.path, e, "corrupt Parquet data") from e
-    # one chunk per column, as one take over the whole file gave (chunk edges decide the Parquet pages)
-        schema = pfile.schema_arrow
     if not norms:
         return STREAM_SCHEMA.empty_table(), schema.empty_table()
+    # one chunk per column, as one take over the whole file gave (chunk edges decide the Parquet pages)
     norm = pa.concat_tables(norms).combine_chunks()
     at = norm.schema.get_field_index("row_no")  # each row's place in its file, as in the whole file's rows
     norm = norm.set_column(at, norm.schema.field(at), rows.cast(pa.int64()))
