@@ -57,6 +57,14 @@ class Outputs:
     has_cost: bool
     """Whether the raw log has a cost column: totals.parquet's spend is then 0 for none, else NULL."""
 
+    def let_go(self) -> None:
+        """Drop the tables once written (the summary stays): a day's quarantine can be millions of rows, and the
+        publish and the Delta tables that follow read the written files."""
+        self.quarantine = self.quarantine.schema.empty_table()
+        self.conflicts = self.conflicts.schema.empty_table()
+        self.stream_quarantine = self.stream_quarantine.schema.empty_table()
+        pa.default_memory_pool().release_unused()
+
 
 def verdict(drift: dict[str, Any]) -> tuple[str, int]:
     if drift["flagged"]:

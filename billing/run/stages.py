@@ -84,6 +84,7 @@ def finish(cfg: ReconcileConfig, inputs: Inputs, day: Day, merged: SlicePartial,
                 staged.update(render())
     finally:
         con.close()
+    out.let_go()
     windows = out.summary["drift"]["keys"]
     seconds = time.monotonic() - after_slices
     log.info("after the slices: %.1fs for %d windows (%.2f µs per window)", seconds, windows,
