@@ -31,6 +31,7 @@ BUSY = {"reconcile": "being reconciled", "merge": "being reconciled", "publish-t
         "month": "being built"}
 ACQUIRE_ATTEMPTS = 5  # reads and conditional writes of the lock before a run gives up
 
+
 def parse_current(data: bytes | str, url: str) -> dict[str, Any]:
     """The content of a day's ``_current.json``: ``{"version": N, "dir": "v=N"}``, or exit 2 naming the file."""
     try:
