@@ -15,22 +15,21 @@ from billing.errors import OutputContractError
 from billing.schemas import arrow_schema
 
 
-def check_output(model: type[pa_.DataFrameModel], table: pa.Table, what: str, *, quick: bool = True) -> None:
+def check_output(model: type[pa_.DataFrameModel], table: pa.Table, what: str) -> None:
     """Raise :class:`OutputContractError` (never publish) when ``table`` breaks ``model``.
 
-    A table that passes the quick Arrow check (:func:`meets_contract`, of the model's columns: a non-strict
-    model's table has more after them) is not handed to pandera, which converts it whole, a cost that grows
-    with the rows (2.4M quarantined stream rows: GBs); one that fails it (or ``quick=False``, when the caller
-    ran the quick check already) is, and pandera names the column and rule.
+    A table (or a row group of one) that passes the quick Arrow check (:func:`meets_contract`, of the model's
+    columns: a non-strict model's table has more after them) is not handed to pandera, which converts it
+    whole, a cost that grows with the rows (2.4M quarantined stream rows: GBs; ~0.5 s a million rows); one that
+    fails it is, and pandera names the column and rule.
     """
-    if quick:
-        names = list(model.to_schema().columns)
-        strict = bool(getattr(model.Config, "strict", False))
-        lead = table.select(names) if table.column_names[:len(names)] == names else None
-        if (lead is not None and (not strict or table.num_columns == len(names))
-                and lead.schema.types == arrow_schema(model).types  # nullability: meets_contract counts NULLs
-                and meets_contract(model, lead.schema, lead)):
-            return
+    names = list(model.to_schema().columns)
+    strict = bool(getattr(model.Config, "strict", False))
+    lead = table.select(names) if table.column_names[:len(names)] == names else None
+    if (lead is not None and (not strict or table.num_columns == len(names))
+            and lead.schema.types == arrow_schema(model).types  # nullability: meets_contract counts NULLs
+            and meets_contract(model, lead.schema, lead)):
+        return
     try:
         model.validate(table, lazy=True)
     except (SchemaError, SchemaErrors) as e:
@@ -41,8 +40,7 @@ def check_output(model: type[pa_.DataFrameModel], table: pa.Table, what: str, *,
 def meets_contract(model: type[pa_.DataFrameModel], schema: pa.Schema, table: pa.Table) -> bool:
     """A quick check, in Arrow compute, of everything ``model`` asks of a day-sized table: its schema, no NULL
     where the model forbids one, each ``ge`` bound and ``isin`` set. False sends the table to pandera
-    (:func:`check_output`), which raises naming the column and rule; pandera on every row group
-    cost ~0.5 s per million rows."""
+    (:func:`check_output`), which raises naming the column and rule."""
     if not table.schema.equals(schema):
         return False
     for name, column in model.to_schema().columns.items():

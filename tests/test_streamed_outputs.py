@@ -69,12 +69,12 @@ def test_an_empty_table_in_pieces_is_the_empty_file(tmp_path: Path) -> None:
 def test_the_quick_contract_check_refuses_what_pandera_refuses(tmp_path: Path, column, value) -> None:
     drift = drift_table(50)
     schema = drift.schema
-    assert outputs.meets_contract(schemas.Drift, schema, drift)
+    assert contracts.meets_contract(schemas.Drift, schema, drift)
     i = schema.get_field_index(column)
     values = drift.column(column).to_pylist()
     values[17] = value
     bad = drift.set_column(i, schema.field(i), pa.array(values, schema.field(i).type))
-    assert not outputs.meets_contract(schemas.Drift, schema, bad)
+    assert not contracts.meets_contract(schemas.Drift, schema, bad)
     with pytest.raises(OutputContractError):
         contracts.check_output(schemas.Drift, bad, "drift.parquet")
     w = outputs.RowGroupWriter(tmp_path / "drift.parquet", schema, schemas.Drift)
@@ -86,7 +86,7 @@ def test_the_quick_contract_check_refuses_what_pandera_refuses(tmp_path: Path, c
 
 def test_a_table_of_another_schema_breaks_the_contract() -> None:
     drift = drift_table(10)
-    assert not outputs.meets_contract(schemas.Drift, drift.schema, drift.drop_columns(["cause"]))
+    assert not contracts.meets_contract(schemas.Drift, drift.schema, drift.drop_columns(["cause"]))
 
 
 def _ads_csv_by_csv_module(ads: list[dict], path: Path, date: str) -> None:

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from billing import schemas, sql
 from billing.config import ReconcileConfig
-from billing.contracts import check_output, meets_contract
+from billing.contracts import check_output
 from billing.day.diff import DiffResult
 from billing.day.quarantine import assemble_quarantine
 from billing.io.inputs import Inputs
@@ -184,12 +184,10 @@ class RowGroupWriter:
     def close(self) -> None:
         if self.rows or self.writer is None:
             self._flush(self.rows)
-        if self.writer is not None:
-            self.writer.close()
-            self.writer = None
+        self.abort()
 
     def abort(self) -> None:
-        """Let go of the file after a failure (a no-op once closed)."""
+        """Close the file as it stands (after a failure: a no-op once closed)."""
         if self.writer is not None:
             self.writer.close()
             self.writer = None
@@ -200,8 +198,7 @@ class RowGroupWriter:
         self.pieces, self.rows = ([rest] if rest.num_rows else []), rest.num_rows
         if self.finish is not None:
             group = self.finish(group)
-        if not meets_contract(self.model, self.schema, group):
-            check_output(self.model, group, self.path.name, quick=False)  # names what breaks it
+        check_output(self.model, group, self.path.name)
         if self.writer is None:
             settings = writer_settings(self.schema, SORTED_BY[self.path.name])
             self.writer = pq.ParquetWriter(self.path, self.schema, **settings)

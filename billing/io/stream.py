@@ -60,14 +60,13 @@ def inspect_stream(store: Store, files: list[FileInfo]) -> list[StreamSource]:
     return out
 
 
-def stream_rows(store: Store, src: StreamSource, *, every_column: bool = False) -> tuple[pa.Table, pa.Table]:
-    """One stream file: its rows normalised to :data:`STREAM_SCHEMA`, and the columns read as written
-    (the stream columns, or with ``every_column`` every column of the file)."""
+def stream_rows(store: Store, src: StreamSource) -> tuple[pa.Table, pa.Table]:
+    """One stream file: its rows normalised to :data:`STREAM_SCHEMA`, and the stream columns as written."""
     where = store.url(src.path)
     with open_parquet(store, src.path) as pfile:
         plans = check_structure(StreamWindow, pfile.schema_arrow, where)  # checked again: it is read now
         try:
-            table = pfile.read(columns=None if every_column else [p.name for p in plans if p.source is not None])
+            table = pfile.read(columns=[p.name for p in plans if p.source is not None])
         except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as e:
             raise read_error(store, src.path, e, "corrupt Parquet data") from e
     return _normalised(table, plans, where, src.file_id, 0), table
@@ -78,8 +77,8 @@ QUARANTINE_BATCH = 1 << 16
 
 
 def stream_rows_at(store: Store, src: StreamSource, rows: pa.Int64Array) -> tuple[pa.Table, pa.Table]:
-    """:func:`stream_rows` (every column) of the given rows only (ascending row numbers), read a batch at a time:
-    a file of millions of rows, most of them quarantined or not, is never held whole."""
+    """The given rows (ascending row numbers) of one stream file: normalised to :data:`STREAM_SCHEMA`, and every
+    column as written; read a batch at a time, so a file of millions of rows is never held whole."""
     where = store.url(src.path)
     wanted = rows.to_numpy()
     norms, fulls = [], []
